@@ -169,6 +169,10 @@ void ap_conf_dump(const ap_conf_t *c, FILE *out) AP_COLD;
  * incomplete or invalid set. */
 ap_conf_t *ap_conf_load_env(bool *used, char *err, size_t errlen) AP_COLD;
 
+/* Splits an http(s) URL: host lowercased, port defaulted by scheme, base path without a
+ * trailing slash (may be ""). AP_ERR on other schemes, userinfo, bad ports or host chars. */
+ap_rc_t ap_conf_parse_url(const char *url, bool *tls, char **host, int *port, char **path);
+
 /* Field lookup on a credential: value or NULL. */
 const char *ap_cred_conf_get(const ap_cred_conf_t *c, const char *field);
 const ap_cred_conf_t *ap_conf_find_cred(const ap_conf_t *c, const char *name);

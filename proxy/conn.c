@@ -44,6 +44,10 @@ static void
 on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     ap_conn_t *c = arg;
+    if (c->lingering) {
+        ap_conn_close(c, "lingering close done");
+        return;
+    }
     if (c->req != NULL)
         return;
     if (c->reading_head) {
@@ -254,17 +258,52 @@ log_access(ap_req_t *r)
                        r->status, ms / 1000.0);
 }
 
+/* Lingering close (nginx's lingering_close): after an early error the client may still be
+ * sending; closing with unread input makes the kernel send RST, which can destroy our error
+ * response in flight. So: shut down our side, discard input for a short while, then close. */
+#define AP_LINGER_MS 2000
+
+static void
+on_linger_read(struct bufferevent *bev, void *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+on_linger_event(struct bufferevent *bev, short what, void *arg)
+{
+    ap_conn_close(arg, "client closed after error");
+}
+
+static void
+linger_or_close(ap_conn_t *c)
+{
+    ap_req_t *r = c->req;
+    if (r == NULL || r->body_done || c->lingering) {
+        ap_conn_close(c, "response complete, closing");
+        return;
+    }
+    c->lingering = true;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_setcb(c->bev, on_linger_read, NULL, on_linger_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    bufferevent_enable(c->bev, EV_READ);
+    on_linger_read(c->bev, c);
+    evtimer_del(c->timer);
+    arm_ms(c->timer, AP_LINGER_MS);
+}
+
 static void
 flush_then_close(ap_conn_t *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) == 0) {
-        ap_conn_close(c, "response complete, closing");
+        linger_or_close(c);
         return;
     }
     /* on_write fires once the output is empty. */
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_disable(c->bev, EV_READ);
 }
 
 void
@@ -736,7 +775,7 @@ on_write(struct bufferevent *bev, void *arg)
         return;
     if (r->state == AP_REQ_DONE) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            ap_conn_close(c, "response flushed");
+            linger_or_close(c);
         return;
     }
     if (r->state == AP_REQ_UPSTREAM)

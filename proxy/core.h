@@ -118,6 +118,7 @@ struct ap_conn_s {
     struct sockaddr_storage peer_addr;
     bool closing;
     bool reading_head;     /* waiting for / reading a request head */
+    bool lingering;        /* error sent, write side shut, discarding input before close */
     size_t scanned;        /* prev_len for the parser */
     struct event *timer;   /* owned: head / idle timeout */
     ap_req_t *req;         /* owned: the current request, NULL between requests */

@@ -1,0 +1,65 @@
+import os
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from support.ca import TestCA  # noqa: E402
+from support.origin import Origin  # noqa: E402
+from support.proxy import AuthProxy  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ca():
+    return TestCA(tempfile.mkdtemp(prefix="authproxy-ca-"))
+
+
+@pytest.fixture
+def origin_factory(ca):
+    made = []
+
+    def make(handler, names=("api.example.com",), tls=True, **kw):
+        o = Origin(handler, tls=ca.issue(list(names)) if tls else None, **kw)
+        made.append(o)
+        return o
+
+    yield make
+    for o in made:
+        o.close()
+
+
+@pytest.fixture
+def proxy_factory():
+    made = []
+
+    def make(config, env=None, **kw):
+        p = AuthProxy(config, env=env, **kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.kill()
+
+
+def base_config(ca, origin_port, token="tok-123", **overrides):
+    cfg = {
+        "listen": "127.0.0.1:0",
+        "admin": "127.0.0.1:0",
+        "tls": {"ca_file": ca.ca_file},
+        "connect_to": {"api.example.com:443": "127.0.0.1:%d" % origin_port},
+        "credentials": {"demo": {"provider": "static", "token": token}},
+        "routes": [
+            {"host": "api.example.com", "upstream": "https://api.example.com",
+             "credential": "demo"},
+            {"path": "/ex/", "upstream": "https://api.example.com/", "credential": "demo"},
+        ],
+        "limits": {"head_timeout_ms": 2000, "idle_timeout_ms": 2000, "body_timeout_ms": 2000,
+                   "response_timeout_ms": 3000, "connect_timeout_ms": 2000,
+                   "tunnel_idle_ms": 2000, "drain_timeout_ms": 5000},
+    }
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg

@@ -81,6 +81,7 @@ class Origin:
         class S(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 1024
 
         self.server = S(("127.0.0.1", 0), H)
         if tls is not None:

@@ -241,8 +241,7 @@ build_custom(const ap_cred_conf_t *c, const char *refresh, ap_treq_t *r)
             ap_treq_header(r, "Content-Type", "application/json");
         cJSON *o = cJSON_CreateObject();
         for (size_t i = 0; i < c->custom.json.n; i++)
-            cJSON_AddStringToObject(o, c->custom.json.items[i].name,
-                                    c->custom.json.items[i].value);
+            cJSON_AddStringToObject(o, c->custom.json.items[i].name, c->custom.json.items[i].value);
         char *s = cJSON_PrintUnformatted(o);
         ap_buf_append(&r->body, s, strlen(s));
         ap_wipe(s, strlen(s));
@@ -257,7 +256,8 @@ build_custom(const ap_cred_conf_t *c, const char *refresh, ap_treq_t *r)
     }
 }
 
-/* --- Response parsing --------------------------------------------------------------------------- */
+/* --- Response parsing ---------------------------------------------------------------------------
+ */
 
 typedef struct map_s {
     const char *token, *type, *expires_in, *expires_at, *refresh, *success, *success_equals;
@@ -279,7 +279,7 @@ header_safe(const char *s)
 static void
 error_detail(const cJSON *root, char *out, size_t n)
 {
-    static const char *const keys[] = {"error",  "error_description", "name", "message",
+    static const char *const keys[] = {"error",  "error_description", "name",  "message",
                                        "detail", "description",       "title", "soaCode"};
     ap_buf_t b = {0};
     for (size_t i = 0; i < AP_ARRAY_LEN(keys); i++) {
@@ -310,8 +310,8 @@ parse_mapped(const ap_cred_conf_t *c, const ap_fetch_res_t *res, const map_t *m,
     }
     if (res->truncated) {
         snprintf(out->detail, sizeof(out->detail),
-                 "credential \"%s\": token endpoint answered HTTP %d with an oversized body",
-                 name, res->status);
+                 "credential \"%s\": token endpoint answered HTTP %d with an oversized body", name,
+                 res->status);
         return AP_ERR;
     }
     cJSON *root = cJSON_ParseWithLength(res->body, res->body_len);
@@ -326,7 +326,8 @@ parse_mapped(const ap_cred_conf_t *c, const ap_fetch_res_t *res, const map_t *m,
         return AP_ERR;
     }
     if (!cJSON_IsObject(root)) {
-        bool html = res->body_len > 0 && memchr(res->body, '<', res->body_len < 64 ? res->body_len : 64);
+        bool html =
+            res->body_len > 0 && memchr(res->body, '<', res->body_len < 64 ? res->body_len : 64);
         snprintf(out->detail, sizeof(out->detail),
                  "credential \"%s\": token endpoint answered HTTP %d with %s", name, res->status,
                  res->body_len == 0 ? "an empty body"
@@ -348,11 +349,11 @@ parse_mapped(const ap_cred_conf_t *c, const ap_fetch_res_t *res, const map_t *m,
             char shown[64] = "missing";
             if (sv != NULL && ap_json_scalar(sv, s, sizeof(s)))
                 snprintf(shown, sizeof(shown), "%.40s", s);
-            snprintf(out->detail, sizeof(out->detail),
-                     "credential \"%s\": token endpoint reported failure (%s is %s, expected "
-                     "%s)%s%s",
-                     name, m->success, shown, m->success_equals ? m->success_equals : "present",
-                     why[0] ? ": " : "", why);
+            ap_fmt_trunc(out->detail, sizeof(out->detail),
+                         "credential \"%s\": token endpoint reported failure (%s is %s, expected "
+                         "%s)%s%s",
+                         name, m->success, shown, m->success_equals ? m->success_equals : "present",
+                         why[0] ? ": " : "", why);
             goto out;
         }
     }
@@ -360,9 +361,9 @@ parse_mapped(const ap_cred_conf_t *c, const ap_fetch_res_t *res, const map_t *m,
     if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0') {
         char why[200] = "";
         error_detail(root, why, sizeof(why));
-        snprintf(out->detail, sizeof(out->detail),
-                 "credential \"%s\": token endpoint answered %d without a token at %s%s%s", name,
-                 res->status, m->token, why[0] ? ": " : "", why);
+        ap_fmt_trunc(out->detail, sizeof(out->detail),
+                     "credential \"%s\": token endpoint answered %d without a token at %s%s%s",
+                     name, res->status, m->token, why[0] ? ": " : "", why);
         goto out;
     }
     if (!header_safe(tok->valuestring)) {
@@ -418,24 +419,24 @@ out:
 static ap_rc_t
 parse_omicall(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 {
-    static const map_t m = {"/payload/access_token", "/payload/token_type", NULL, NULL, NULL,
-                            "/status_code", "9999"};
+    static const map_t m = {
+        "/payload/access_token", "/payload/token_type", NULL, NULL, NULL, "/status_code", "9999"};
     return parse_mapped(c, res, &m, out);
 }
 
 static ap_rc_t
 parse_antsomi(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 {
-    static const map_t m = {"/accessToken", "/tokenType", NULL, "/accessTokenExpiresAt", NULL,
-                            NULL, NULL};
+    static const map_t m = {"/accessToken", "/tokenType", NULL, "/accessTokenExpiresAt",
+                            NULL,           NULL,         NULL};
     return parse_mapped(c, res, &m, out);
 }
 
 static ap_rc_t
 parse_telmai(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 {
-    static const map_t m = {"/access_token", "/token_type", "/expires", NULL, "/refresh_token",
-                            NULL, NULL};
+    static const map_t m = {"/access_token",  "/token_type", "/expires", NULL,
+                            "/refresh_token", NULL,          NULL};
     return parse_mapped(c, res, &m, out);
 }
 
@@ -449,8 +450,8 @@ parse_manis(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 static ap_rc_t
 parse_oauth2(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 {
-    static const map_t m = {"/access_token", "/token_type", "/expires_in", NULL,
-                            "/refresh_token", NULL, NULL};
+    static const map_t m = {"/access_token",  "/token_type", "/expires_in", NULL,
+                            "/refresh_token", NULL,          NULL};
     return parse_mapped(c, res, &m, out);
 }
 

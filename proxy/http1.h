@@ -3,12 +3,26 @@
  * over bytes: no I/O, no allocation, no libevent. Unit-tested and fuzzed (tests/fuzz).
  *
  * Strictness (DESIGN.md section 7): anything ambiguous is an error, decided here before a byte is
- * sent upstream: Content-Length together with Transfer-Encoding, duplicate or invalid
- * Content-Length, Transfer-Encoding other than exactly "chunked" (case-insensitive) as the
- * final coding, obs-fold, bare CR, bare LF in the head, control characters or spaces in the
- * target, invalid token characters in method or header names, whitespace before a colon,
- * HTTP versions other than 1.0/1.1, a head larger than max_head (-> 431), more headers than
+ * sent upstream: Content-Length together with Transfer-Encoding, duplicate (even identical) or
+ * invalid Content-Length, Transfer-Encoding other than exactly "chunked" (case-insensitive),
+ * Transfer-Encoding in HTTP/1.0, obs-fold, bare CR, bare LF, NUL or other control characters
+ * (but HTAB in values) anywhere in the head, spaces or bytes >= 0x7f in the target, invalid
+ * token characters in method or header names, whitespace before a colon, HTTP versions other
+ * than 1.0/1.1 (-> 505), zero or several Host headers in HTTP/1.1 or an invalid Host value,
+ * a body declared on CONNECT, a head larger than max_head (-> 431), more headers than
  * AP_HTTP1_MAX_HEADERS (-> 431).
+ *
+ * Transfer-Encoding: a lone "chunked" (any case, OWS trimmed) is AP_BODY_CHUNKED. A malformed
+ * list (empty value or element, parameters, non-token), chunked twice, several TE lines, TE with
+ * Content-Length or in HTTP/1.0 is 400 "bad_transfer_encoding". Any other well-formed coding
+ * list ("gzip", "gzip, chunked", "chunked, gzip") is 501 "unsupported_transfer_encoding": we
+ * decode no other coding (RFC 9112 6.1; 6.3 would also allow 400 when chunked is not final).
+ *
+ * Error codes (err->code, stable, for the JSON error body): "bad_request" (bytes invalid
+ * anywhere in a head, CONNECT with a body), "bad_request_line", "bad_header" (field syntax,
+ * obs-fold, Host), "bad_content_length", "bad_transfer_encoding" (also CL together with TE),
+ * "unsupported_transfer_encoding" (501), "version_not_supported" (505), "head_too_large" and
+ * "too_many_headers" (431).
  */
 #ifndef AP_HTTP1_H
 #define AP_HTTP1_H
@@ -44,8 +58,9 @@ typedef struct ap_http1_req_s {
     ap_body_kind_t body;
     uint64_t content_length;
     bool keep_alive;      /* per version default and Connection: close/keep-alive */
-    bool expect_continue; /* Expect: 100-continue */
-    bool is_connect;
+    bool expect_continue; /* Expect: 100-continue in HTTP/1.1 (ignored in 1.0, RFC 9110 10.1.1) */
+    bool expect_other;    /* an Expect value other than 100-continue: the caller may answer 417 */
+    bool is_connect;      /* method is exactly "CONNECT"; the target form is not checked here */
     size_t head_len;      /* bytes of the head including the final CRLFCRLF */
 } ap_http1_req_t;
 
@@ -58,11 +73,14 @@ typedef struct ap_http1_err_s {
 /*
  * Parses a request head from buf[0..len). prev_len is how many bytes were examined by the
  * previous call on the same (grown) buffer, so a slowly arriving head is not rescanned from
- * the start for the end-of-head search; pass 0 the first time.
- * Returns AP_OK (r filled, r->head_len set), AP_AGAIN (need more bytes: also returned when len
- * is below max_head and no end of head was found yet), or AP_ERR (err filled).
- * Leading empty lines (CRLF) before the request line are skipped, as RFC 9112 2.2 allows.
- * Pointers in r point into buf.
+ * the start for the end-of-head search; pass 0 the first time. It is only an optimisation: the
+ * result is the same as with prev_len 0, provided the previous call returned AP_AGAIN.
+ * Returns AP_OK (r filled, r->head_len set), AP_AGAIN (need more bytes: len is below max_head
+ * and no end of head was found yet), or AP_ERR (err filled; r unspecified). Bytes that are
+ * invalid anywhere in a head (see above) fail as soon as they arrive, without waiting for the
+ * end of the head. Only buf[0..max_head) is examined: bytes beyond belong to the caller.
+ * Up to 16 leading empty lines (CRLF) before the request line are skipped (RFC 9112 2.2).
+ * Pointers in r (method, target, header names and values, also when empty) point into buf.
  */
 ap_rc_t ap_http1_parse_request(const char *buf, size_t len, size_t prev_len, size_t max_head,
                                ap_http1_req_t *r, ap_http1_err_t *err);
@@ -73,17 +91,25 @@ const ap_header_t *ap_http1_find(const ap_http1_req_t *r, const char *name);
 /* A request target, split. Pointers point into the target. */
 typedef struct ap_target_s {
     enum { AP_TARGET_ORIGIN, AP_TARGET_ABSOLUTE, AP_TARGET_AUTHORITY, AP_TARGET_ASTERISK } form;
-    bool https;          /* absolute-form with https scheme */
-    const char *host;    /* without brackets for IPv6 literals */
+    bool https;       /* absolute-form with https scheme */
+    const char *host; /* without brackets for IPv6 literals */
     size_t host_len;
-    int port;            /* explicit port, or the scheme default (80/443), 0 if none */
-    const char *path;    /* "/..." including the query; "/" when absent in absolute-form */
+    int port;         /* explicit port, or the scheme default (80/443), 0 if none */
+    const char *path; /* "/..." including the query; "/" (static) when absent in absolute-form */
     size_t path_len;
+    /* Absolute-form with a query but no path ("http://h?q"): path is "?q", pointing into the
+     * target, and the caller must prepend "/" (equivalently: path[0] != '/'). */
+    bool path_needs_slash;
 } ap_target_t;
 
-/* Splits and validates the target for the method (authority-form only with CONNECT, asterisk
- * only with OPTIONS). Schemes other than http/https, userinfo, bad ports (not 1..65535) and
- * bad host characters are AP_ERR. */
+/* Splits and validates the target for the method. With is_connect only authority-form
+ * "host:port" (port required) is accepted. Otherwise: origin-form "/...", absolute-form
+ * "http[s]://authority[/path][?query]" (scheme case-insensitive) and "*" (AP_TARGET_ASTERISK:
+ * the caller checks that the method is OPTIONS). AP_ERR for: other schemes, userinfo, an empty
+ * host, host characters other than letters, digits, '-', '.', '_' (so no percent-encoding),
+ * hosts over 255 bytes, bracketed literals that are not IPv6 addresses (inet_pton; no zone
+ * IDs), ports not 1..65535 or empty, a '#' anywhere, and any byte <= 0x20 or >= 0x7f. Hosts are
+ * not lowercased. Asterisk and authority forms leave path NULL. */
 ap_rc_t ap_http1_parse_target(const char *target, size_t len, bool is_connect, ap_target_t *t);
 
 /* The standard reason phrase for a status code ("OK", "Not Found", ...; "Unknown" otherwise). */

@@ -59,7 +59,13 @@ explain(const ap_conf_t *conf, const char *method, const char *url)
     for (char *p = host; p && *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p + 32);
-    char *path = t.path ? ap_xstrndup(t.path, t.path_len) : ap_xstrdup("/");
+    char *path;
+    if (t.path == NULL)
+        path = ap_xstrdup("/");
+    else if (t.path_needs_slash) /* "http://host?q" asks for "/?q" */
+        path = ap_xasprintf("/%.*s", (int)t.path_len, t.path);
+    else
+        path = ap_xstrndup(t.path, t.path_len);
     const ap_route_conf_t *rt;
     int rc = 0;
     if (t.form == AP_TARGET_ABSOLUTE && t.https) {
@@ -71,8 +77,7 @@ explain(const ap_conf_t *conf, const char *method, const char *url)
     if (t.form == AP_TARGET_ORIGIN)
         rt = ap_router_match(conf, NULL, 0, path, strlen(path));
     else
-        rt = ap_router_match(conf, host, t.port, connect ? NULL : path,
-                             connect ? 0 : strlen(path));
+        rt = ap_router_match(conf, host, t.port, connect ? NULL : path, connect ? 0 : strlen(path));
     if (rt == NULL) {
         if (t.form == AP_TARGET_ORIGIN) {
             printf("refused: 400 no_route: no base-URL route matches path %s\n", path);

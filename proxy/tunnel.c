@@ -17,9 +17,9 @@
 #include "log.h"
 
 struct ap_tunnel_s {
-    ap_req_t *r;             /* borrowed: the owner */
-    struct bufferevent *up;  /* owned */
-    struct event *idle;      /* owned */
+    ap_req_t *r;            /* borrowed: the owner */
+    struct bufferevent *up; /* owned */
+    struct event *idle;     /* owned */
     bool established;
     bool flushing; /* one side closed; finishing the other's output */
     bool closing;
@@ -184,7 +184,8 @@ map_connect_to(const ap_conf_t *conf, const char *host, int port, char *out_host
                int *out_port)
 {
     char key[300];
-    snprintf(key, sizeof(key), "%s:%d", host, port);
+    /* Keys are canonical "host:port", IPv6 literals in brackets ("[::1]:443"). */
+    snprintf(key, sizeof(key), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     snprintf(out_host, hlen, "%s", host);
     *out_port = port;
     for (size_t i = 0; i < conf->nconnect_to; i++) {

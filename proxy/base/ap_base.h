@@ -97,6 +97,9 @@ char *ap_xstrdup(const char *s);
 char *ap_xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string. */
 char *ap_xasprintf(const char *fmt, ...) AP_PRINTF(1, 2);
+/* printf into a fixed buffer where cutting the text short is intended (diagnostics shown to
+ * operators); always NUL-terminated when n > 0. */
+void ap_fmt_trunc(char *dst, size_t n, const char *fmt, ...) AP_PRINTF(3, 4);
 
 /* Overwrite n bytes in a way the compiler cannot drop (secrets, tokens). */
 void ap_wipe(void *p, size_t n);

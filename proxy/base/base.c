@@ -71,6 +71,16 @@ ap_xasprintf(const char *fmt, ...)
     return p;
 }
 
+void
+ap_fmt_trunc(char *dst, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(dst, n, fmt, ap) < 0 && n > 0)
+        dst[0] = '\0';
+    va_end(ap);
+}
+
 /* A volatile function pointer keeps the compiler from proving the memset dead. */
 static void *(*const volatile wipe_fn)(void *, int, size_t) = memset;
 

@@ -40,8 +40,22 @@ def proxy_factory():
         return p
 
     yield make
+    # Every proxy a test started must stop cleanly on SIGTERM: exit 0, and (in the sanitizer
+    # build) no ASan/UBSan/LeakSanitizer report, so the ASan run checks leaks on every test.
+    problems = []
     for p in made:
-        p.kill()
+        if p.proc.poll() is None:
+            try:
+                rc = p.stop(timeout=30)
+            except AssertionError as e:
+                problems.append(str(e))
+                continue
+            if rc != 0:
+                problems.append("authproxy exited %d on SIGTERM" % rc)
+        bad = [ln for ln in p.lines() if "Sanitizer" in ln or "runtime error:" in ln]
+        if bad:
+            problems.append("sanitizer report:\n" + "".join(p.lines()[-80:]))
+    assert not problems, "\n".join(problems)
 
 
 def base_config(ca, origin_port, token="tok-123", **overrides):

@@ -8,7 +8,8 @@ import tempfile
 import threading
 import time
 
-LISTEN_RE = re.compile(r'"msg":"listening on (\S+):(\d+) \((proxy|admin)\)"')
+# Matches the JSON and the text log format alike.
+LISTEN_RE = re.compile(r'listening on (\S+):(\d+) \((proxy|admin)\)')
 
 
 class AuthProxy:
@@ -20,7 +21,10 @@ class AuthProxy:
                                % self.binary)
         self.dir = tempfile.mkdtemp(prefix="authproxy-test-")
         self.config_path = os.path.join(self.dir, "config.json")
-        self.write_config(config)
+        # config=None: environment-only mode (no -c, run in an empty directory so that
+        # conf/authproxy.json is not found).
+        if config is not None:
+            self.write_config(config)
         base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
@@ -28,9 +32,10 @@ class AuthProxy:
         base_env.update(env or {})
         self._lines = []
         self._cond = threading.Condition()
-        self.proc = subprocess.Popen([self.binary, "-c", self.config_path, *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=base_env)
+        argv = [self.binary, *args] if config is None else [self.binary, "-c", self.config_path,
+                                                             *args]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=base_env, cwd=self.dir)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port = None
@@ -41,7 +46,9 @@ class AuthProxy:
             mm = LISTEN_RE.search(line)
             if mm and mm.group(3) == "admin":
                 self.admin_port = int(mm.group(2))
-        if config.get("admin", "127.0.0.1:9090") not in (False, None) and self.admin_port is None:
+        wants_admin = (base_env.get("AUTHPROXY_ADMIN", "on") != "off" if config is None
+                       else config.get("admin", "127.0.0.1:9090") not in (False, None))
+        if wants_admin and self.admin_port is None:
             m = self.wait_log(r"\(admin\)", timeout=10)
             self.admin_port = int(LISTEN_RE.search(m).group(2))
 

@@ -38,7 +38,7 @@ const char ap_err_token_unavailable[] = "token_unavailable";
 
 struct ap_token_s {
     int refcnt;
-    char *value;  /* secret */
+    char *value; /* secret */
     char *hname;
     char *hvalue; /* secret */
     char *line;   /* secret */
@@ -110,7 +110,8 @@ token_new(const ap_cred_conf_t *cc, const char *value, const char *type)
     return t;
 }
 
-/* --- Credentials --------------------------------------------------------------------------------- */
+/* --- Credentials ---------------------------------------------------------------------------------
+ */
 
 struct ap_cred_s {
     int refcnt;
@@ -120,17 +121,17 @@ struct ap_cred_s {
     const ap_provider_t *prov; /* NULL for static */
     char **extra;              /* owned, NULL-terminated "Name: value" */
 
-    ap_token_t *token;         /* owned ref or NULL */
-    uint64_t deadline;         /* monotonic ms; UINT64_MAX = never */
-    int64_t expires_wall;      /* for display */
-    char *refresh_token;       /* owned, secret */
+    ap_token_t *token;    /* owned ref or NULL */
+    uint64_t deadline;    /* monotonic ms; UINT64_MAX = never */
+    int64_t expires_wall; /* for display */
+    char *refresh_token;  /* owned, secret */
 
-    void *fetch;               /* in-flight fetch handle */
+    void *fetch; /* in-flight fetch handle */
     bool fetch_with_refresh;
     bool fetch_background;
     ap_list_t waiters;
     uint64_t nwaiters;
-    void *timer;               /* refresh-ahead or retry after backoff */
+    void *timer; /* refresh-ahead or retry after backoff */
 
     uint64_t backoff_until;
     uint32_t consecutive_failures;
@@ -286,8 +287,10 @@ on_fetch_done(void *ud, const ap_fetch_res_t *res)
     uint64_t life = lifetime_of(c, &r, &wall_exp);
     if (life == 0) {
         char d[256];
-        snprintf(d, sizeof(d), "credential \"%s\": the token endpoint issued a token that has "
-                 "already expired", c->cc->name);
+        snprintf(d, sizeof(d),
+                 "credential \"%s\": the token endpoint issued a token that has "
+                 "already expired",
+                 c->cc->name);
         ap_tres_free(&r);
         fail(c, d);
         return;
@@ -527,8 +530,7 @@ cred_new(const ap_auth_io_t *io, ap_conf_t *conf, const ap_cred_conf_t *cc, char
     c->timer = io->timer_new(io->ctx, on_timer, c);
     c->extra = ap_xcalloc(cc->headers.n + 1, sizeof(char *));
     for (size_t i = 0; i < cc->headers.n; i++)
-        c->extra[i] = ap_xasprintf("%s: %s", cc->headers.items[i].name,
-                                   cc->headers.items[i].value);
+        c->extra[i] = ap_xasprintf("%s: %s", cc->headers.items[i].name, cc->headers.items[i].value);
     if (prov == NULL) {
         const char *tok = ap_cred_conf_get(cc, "token");
         c->token = token_new(cc, tok ? tok : "", NULL);
@@ -538,7 +540,8 @@ cred_new(const ap_auth_io_t *io, ap_conf_t *conf, const ap_cred_conf_t *cc, char
     return c;
 }
 
-/* --- The set ------------------------------------------------------------------------------------ */
+/* --- The set ------------------------------------------------------------------------------------
+ */
 
 static ap_auth_t *
 build(const ap_conf_t *conf_c, const ap_auth_io_t *io, ap_auth_t *old, char *err, size_t errlen)
@@ -567,7 +570,8 @@ build(const ap_conf_t *conf_c, const ap_auth_io_t *io, ap_auth_t *old, char *err
         a->creds[a->n++] = c;
     }
     for (size_t i = 0; i < a->n; i++)
-        if (a->creds[i]->cc->prefetch && a->creds[i]->prov != NULL && !valid(a->creds[i], now(a->creds[i])))
+        if (a->creds[i]->cc->prefetch && a->creds[i]->prov != NULL &&
+            !valid(a->creds[i], now(a->creds[i])))
             start_fetch(a->creds[i], false);
     return a;
 }

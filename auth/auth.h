@@ -48,8 +48,8 @@ struct ap_token_waiter_s {
 };
 
 /* Stable failure codes (compare by pointer or strcmp). */
-extern const char ap_err_token_fetch_failed[];  /* the fetch this waiter waited on failed: 502 */
-extern const char ap_err_token_unavailable[];   /* backing off, no valid token: 503 */
+extern const char ap_err_token_fetch_failed[]; /* the fetch this waiter waited on failed: 502 */
+extern const char ap_err_token_unavailable[];  /* backing off, no valid token: 503 */
 
 /* --- The set of credentials ---------------------------------------------------------------- */
 
@@ -96,18 +96,18 @@ ap_rc_t ap_cred_refresh(ap_cred_t *c);
 /* --- Observability (no secrets) ------------------------------------------------------------ */
 
 typedef struct ap_cred_stats_s {
-    const char *state;          /* "empty", "fetching", "valid", "refreshing", "backoff" */
+    const char *state; /* "empty", "fetching", "valid", "refreshing", "backoff" */
     bool has_token;
-    int64_t expires_in_ms;      /* of the current token; <0 if expired or none; INT64_MAX if never */
-    int64_t expires_at_wall_ms; /* 0 if none or never */
+    int64_t expires_in_ms; /* of the current token; <0 if expired or none; INT64_MAX if never */
+    int64_t expires_at_wall_ms;   /* 0 if none or never */
     int64_t last_refresh_wall_ms; /* 0 if never */
-    const char *last_error;     /* static code or NULL */
+    const char *last_error;       /* static code or NULL */
     char last_error_detail[256];
-    uint64_t fetches;           /* token requests sent */
-    uint64_t failures;          /* failed fetches */
-    uint64_t refreshes;         /* background refreshes ahead of expiry */
+    uint64_t fetches;   /* token requests sent */
+    uint64_t failures;  /* failed fetches */
+    uint64_t refreshes; /* background refreshes ahead of expiry */
     uint32_t consecutive_failures;
-    uint64_t waiters;           /* currently waiting requests */
+    uint64_t waiters; /* currently waiting requests */
 } ap_cred_stats_t;
 
 void ap_cred_stats(const ap_cred_t *c, ap_cred_stats_t *st);

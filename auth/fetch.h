@@ -12,14 +12,14 @@
 #include "ap_base.h"
 
 typedef struct ap_fetch_req_s {
-    const char *method;        /* "GET" / "POST" */
-    const char *url;           /* full URL, query string included */
+    const char *method;         /* "GET" / "POST" */
+    const char *url;            /* full URL, query string included */
     const char *const *headers; /* NULL-terminated "Name: value" lines; may hold secrets */
-    const char *body;          /* may be NULL; may hold secrets */
+    const char *body;           /* may be NULL; may hold secrets */
     size_t body_len;
-    const char *basic_user;    /* HTTP Basic auth when non-NULL (already RFC 6749 2.3.1 encoded) */
+    const char *basic_user; /* HTTP Basic auth when non-NULL (already RFC 6749 2.3.1 encoded) */
     const char *basic_pass;
-    int64_t timeout_ms;        /* whole-transfer timeout */
+    int64_t timeout_ms; /* whole-transfer timeout */
 } ap_fetch_req_t;
 
 typedef struct ap_fetch_res_s {
@@ -27,7 +27,7 @@ typedef struct ap_fetch_res_s {
     const char *error; /* transport error text (no secrets) when status == 0 */
     const char *body;  /* response body, NUL-terminated, capped at AP_MAX_TOKEN_BODY */
     size_t body_len;
-    bool truncated;    /* body exceeded the cap */
+    bool truncated;           /* body exceeded the cap */
     const char *content_type; /* or NULL */
 } ap_fetch_res_t;
 

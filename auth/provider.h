@@ -30,9 +30,9 @@ typedef struct ap_tres_s {
     char *refresh_token; /* owned, secret, or NULL */
     bool has_lifetime;   /* relative seconds given */
     int64_t lifetime_ms;
-    bool has_abs;        /* absolute expiry given */
+    bool has_abs; /* absolute expiry given */
     int64_t abs_wall_ms;
-    char detail[256];    /* on failure: what was wrong, no secrets */
+    char detail[256]; /* on failure: what was wrong, no secrets */
 } ap_tres_t;
 
 void ap_tres_free(ap_tres_t *t);

@@ -110,8 +110,7 @@ ap_parse_iso8601(const char *s, int64_t *epoch_ms)
 {
     int y, mo, d, h = 0, mi = 0, sec = 0;
     const char *p = s;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return AP_ERR;
     if (mo < 1 || mo > 12 || d < 1 || d > 31)
         return AP_ERR;

@@ -17,11 +17,12 @@
 
 #include "log.h"
 
-/* --- Metrics ----------------------------------------------------------------------------------- */
+/* --- Metrics -----------------------------------------------------------------------------------
+ */
 
 /* Latency buckets in seconds: loopback proxying is sub-millisecond; APIs take up to seconds. */
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                 0.25,  0.5,    1,     2.5,  5,    10};
+                                 0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 typedef struct counter_s {
@@ -145,9 +146,10 @@ static void
 render_metrics(ap_server_t *s, struct evbuffer *b)
 {
     ap_metrics_t *m = s->metrics;
-    evbuffer_add_printf(b, "# HELP authproxy_build_info Build information.\n"
-                           "# TYPE authproxy_build_info gauge\n"
-                           "authproxy_build_info{version=\"%s\"} 1\n",
+    evbuffer_add_printf(b,
+                        "# HELP authproxy_build_info Build information.\n"
+                        "# TYPE authproxy_build_info gauge\n"
+                        "authproxy_build_info{version=\"%s\"} 1\n",
                         AP_VERSION);
     evbuffer_add_printf(b, "# HELP authproxy_requests_total Requests by route and status.\n"
                            "# TYPE authproxy_requests_total counter\n");
@@ -201,8 +203,8 @@ render_metrics(ap_server_t *s, struct evbuffer *b)
     };
     size_t n = ap_auth_count(s->auth);
     for (size_t k = 0; k < AP_ARRAY_LEN(tm); k++) {
-        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", tm[k].name, tm[k].help,
-                            tm[k].name, tm[k].type);
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", tm[k].name, tm[k].help, tm[k].name,
+                            tm[k].type);
         for (size_t i = 0; i < n; i++) {
             ap_cred_t *c = ap_auth_at(s->auth, i);
             ap_cred_stats_t st;
@@ -239,13 +241,13 @@ render_metrics(ap_server_t *s, struct evbuffer *b)
     }
 }
 
-/* --- HTTP handlers ------------------------------------------------------------------------------ */
+/* --- HTTP handlers ------------------------------------------------------------------------------
+ */
 
 static void
 reply_json(struct evhttp_request *req, int code, struct evbuffer *body)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     evhttp_send_reply(req, code, ap_http1_reason(code), body);
 }
@@ -297,8 +299,8 @@ render_tokens(ap_server_t *s, struct evbuffer *b)
         json_str(b, cc ? cc->provider : "?");
         evbuffer_add_printf(b, ",\"state\":");
         json_str(b, st.state ? st.state : "unknown");
-        evbuffer_add_printf(b, ",\"valid\":%s", st.has_token && st.expires_in_ms > 0 ? "true"
-                                                                                      : "false");
+        evbuffer_add_printf(b, ",\"valid\":%s",
+                            st.has_token && st.expires_in_ms > 0 ? "true" : "false");
         if (st.has_token && st.expires_in_ms == INT64_MAX)
             evbuffer_add_printf(b, ",\"expires_in\":null,\"expires_at\":null");
         else if (st.has_token)
@@ -437,7 +439,8 @@ ap_admin_stop(ap_server_t *s)
     }
 }
 
-/* --- Health-check client (for container HEALTHCHECK: no curl binary needed) ---------------------- */
+/* --- Health-check client (for container HEALTHCHECK: no curl binary needed) ----------------------
+ */
 
 static size_t
 discard(char *p, size_t size, size_t n, void *ud)

@@ -84,8 +84,8 @@ on_req_timer(evutil_socket_t fd, short what, void *arg)
                                0);
         } else if (!r->headers_sent) {
             ap_metrics_upstream_error(c->srv->metrics, "upstream_timeout");
-            ap_conn_send_error(c, 504, "upstream_timeout",
-                               "the upstream did not answer in time", 0);
+            ap_conn_send_error(c, 504, "upstream_timeout", "the upstream did not answer in time",
+                               0);
         } else {
             ap_conn_close(c, "upstream stalled");
         }
@@ -613,8 +613,7 @@ handle_request(ap_req_t *r)
         return;
     }
     if (ap_headers_has_loop(h, s->via_id)) {
-        ap_conn_send_error(c, 508, "loop_detected",
-                           "the request came back to this proxy (Via)", 0);
+        ap_conn_send_error(c, 508, "loop_detected", "the request came back to this proxy (Via)", 0);
         return;
     }
     if (conf->limits.max_body > 0 && h->body == AP_BODY_LENGTH &&
@@ -630,8 +629,8 @@ handle_request(ap_req_t *r)
         }
         r->route = ap_router_match(conf, r->host, r->port, NULL, 0);
         if (r->route == NULL && !conf->unmatched_forward) {
-            ap_conn_send_error(c, 403, "host_not_allowed",
-                               "no route allows a tunnel to this host", 0);
+            ap_conn_send_error(c, 403, "host_not_allowed", "no route allows a tunnel to this host",
+                               0);
             return;
         }
         r->state = AP_REQ_TUNNEL;

@@ -56,88 +56,88 @@ struct ap_req_s {
     uint64_t started_ms;
 
     /* Request line and headers, copied out of the input buffer (which moves on). */
-    ap_buf_t head;        /* owned: the raw head bytes; headers below point into it */
+    ap_buf_t head; /* owned: the raw head bytes; headers below point into it */
     ap_http1_req_t h;
     ap_target_t target;
     char method[32];
-    char *host;           /* owned, lowercase */
+    char *host; /* owned, lowercase */
     int port;
-    char *path;           /* owned: path + query as the client sent it */
-    bool absolute;        /* absolute-form (proxy mode) vs origin-form (base-URL mode) */
+    char *path;    /* owned: path + query as the client sent it */
+    bool absolute; /* absolute-form (proxy mode) vs origin-form (base-URL mode) */
     bool head_method;
 
     const ap_route_conf_t *route; /* borrowed from conn->conf, NULL when forwarded unmatched */
-    ap_cred_t *cred;      /* owned ref, or NULL */
-    ap_token_t *token;    /* owned ref, or NULL */
+    ap_cred_t *cred;              /* owned ref, or NULL */
+    ap_token_t *token;            /* owned ref, or NULL */
     ap_token_waiter_t waiter;
-    bool replayed;        /* the one 401 replay was used */
-    struct event *timer;  /* owned: phase timeout (body read, token wait, response) */
+    bool replayed;       /* the one 401 replay was used */
+    struct event *timer; /* owned: phase timeout (body read, token wait, response) */
 
     /* Request body */
     ap_body_kind_t body_kind;
-    uint64_t body_left;   /* AP_BODY_LENGTH: bytes still to read from the client */
+    uint64_t body_left; /* AP_BODY_LENGTH: bytes still to read from the client */
     ap_chunked_t chunked;
-    bool body_done;       /* every body byte has been read from the client */
-    bool keep_body;       /* body held in `body` (replayable) */
-    ap_buf_t body;        /* owned: kept body */
-    size_t body_off;      /* read offset into `body` for the current attempt */
-    uint64_t bytes_in;    /* body bytes received */
+    bool body_done;    /* every body byte has been read from the client */
+    bool keep_body;    /* body held in `body` (replayable) */
+    ap_buf_t body;     /* owned: kept body */
+    size_t body_off;   /* read offset into `body` for the current attempt */
+    uint64_t bytes_in; /* body bytes received */
     bool sent_continue;
 
     /* Upstream leg */
     ap_xfer_t xfer;
     struct curl_slist *up_headers; /* owned; holds the token line: wiped on free */
-    char *url;            /* owned */
+    char *url;                     /* owned */
     char errbuf[256];
-    bool paused_recv;     /* we returned CURL_WRITEFUNC_PAUSE */
-    bool paused_send;     /* we returned CURL_READFUNC_PAUSE */
-    bool in_curl_cb;      /* guards re-entrancy during curl_easy_pause */
-    int status;           /* upstream final status, 0 until known */
-    bool headers_sent;    /* response head written to the client */
-    bool retry_401;       /* abort and replay after invalidating the token */
-    bool chunked_out;     /* we chunk-encode the response to the client */
-    bool close_after;     /* close the client connection after this response */
-    bool no_body;         /* HEAD/204/304/1xx: no response body */
-    ap_buf_t resp_head;   /* owned: response head being assembled from curl's header lines */
+    bool paused_recv;   /* we returned CURL_WRITEFUNC_PAUSE */
+    bool paused_send;   /* we returned CURL_READFUNC_PAUSE */
+    bool in_curl_cb;    /* guards re-entrancy during curl_easy_pause */
+    int status;         /* upstream final status, 0 until known */
+    bool headers_sent;  /* response head written to the client */
+    bool retry_401;     /* abort and replay after invalidating the token */
+    bool chunked_out;   /* we chunk-encode the response to the client */
+    bool close_after;   /* close the client connection after this response */
+    bool no_body;       /* HEAD/204/304/1xx: no response body */
+    ap_buf_t resp_head; /* owned: response head being assembled from curl's header lines */
     uint64_t bytes_out;
-    const char *error;    /* stable error code for the access log, or NULL */
+    const char *error; /* stable error code for the access log, or NULL */
 
-    ap_tunnel_t *tunnel;  /* owned, CONNECT only */
+    ap_tunnel_t *tunnel; /* owned, CONNECT only */
 };
 
 /* --- Connections ------------------------------------------------------------------------ */
 
 struct ap_conn_s {
-    ap_list_t link;        /* on server->conns */
-    ap_list_t reap_link;   /* on server->reap while closing */
-    ap_server_t *srv;      /* borrowed */
-    ap_conf_t *conf;       /* owned ref: the snapshot this connection started under */
+    ap_list_t link;          /* on server->conns */
+    ap_list_t reap_link;     /* on server->reap while closing */
+    ap_server_t *srv;        /* borrowed */
+    ap_conf_t *conf;         /* owned ref: the snapshot this connection started under */
     struct bufferevent *bev; /* owned; owns the fd */
     uint64_t id;
     char peer[64];
     struct sockaddr_storage peer_addr;
     bool closing;
-    bool reading_head;     /* waiting for / reading a request head */
-    bool lingering;        /* error sent, write side shut, discarding input before close */
-    size_t scanned;        /* prev_len for the parser */
-    struct event *timer;   /* owned: head / idle timeout */
-    ap_req_t *req;         /* owned: the current request, NULL between requests */
+    bool reading_head;   /* waiting for / reading a request head */
+    bool lingering;      /* error sent, write side shut, discarding input before close */
+    size_t scanned;      /* prev_len for the parser */
+    struct event *timer; /* owned: head / idle timeout */
+    ap_req_t *req;       /* owned: the current request, NULL between requests */
     unsigned nrequests;
 };
 
 /* --- Server ----------------------------------------------------------------------------- */
 
 struct ap_server_s {
-    struct event_base *base;   /* owned */
-    struct evdns_base *dns;    /* owned: CONNECT tunnels resolve without blocking */
-    ap_curl_t *curl;           /* owned */
+    struct event_base *base; /* owned */
+    struct evdns_base *dns;  /* owned: CONNECT tunnels resolve without blocking */
+    ap_curl_t *curl;         /* owned */
     ap_auth_io_t auth_io;
-    ap_auth_t *auth;           /* owned */
-    ap_conf_t *conf;           /* owned ref: the current snapshot */
-    char *conf_path;           /* owned; NULL in env-only mode */
+    ap_auth_t *auth; /* owned */
+    ap_conf_t *conf; /* owned ref: the current snapshot */
+    char *conf_path; /* owned; NULL in env-only mode */
     bool env_only;
 
-    ap_curl_opts_t curl_opts;  /* points into conf + connect_to list below */
+    ap_curl_opts_t curl_opts;      /* points into conf + connect_to list below */
     struct curl_slist *connect_to; /* owned, built from conf */
     /* The previous generation's options stay alive until the server is freed, because
      * in-flight handles still point at them. */
@@ -145,12 +145,12 @@ struct ap_server_s {
 
     struct evconnlistener **listeners; /* owned */
     size_t nlisteners;
-    struct event *accept_retry;        /* owned: re-enable after EMFILE */
-    struct evhttp *admin;              /* owned */
+    struct event *accept_retry; /* owned: re-enable after EMFILE */
+    struct evhttp *admin;       /* owned */
 
     ap_list_t conns;
     ap_list_t reap;
-    struct event *reaper;      /* owned: frees closing connections after callbacks unwind */
+    struct event *reaper; /* owned: frees closing connections after callbacks unwind */
     uint64_t nconns;
     uint64_t next_conn_id;
 
@@ -159,8 +159,8 @@ struct ap_server_s {
     struct event *drain_timer; /* owned */
     int exit_code;
 
-    char via_id[32];           /* "authproxy-<hex>": our pseudonym in Via, for loop detection */
-    ap_metrics_t *metrics;     /* owned */
+    char via_id[32];       /* "authproxy-<hex>": our pseudonym in Via, for loop detection */
+    ap_metrics_t *metrics; /* owned */
 };
 
 /* server.c */
@@ -209,8 +209,8 @@ void ap_tunnel_free(ap_tunnel_t *t);
 /* Builds the upstream header list: client headers minus hop-by-hop, Proxy-*, Host, framing,
  * Expect, and (credentialed route) the injected header name; plus Via, the token line, the
  * credential's extra headers. Secrets live only in the returned list. */
-struct curl_slist *ap_headers_upstream(const ap_req_t *r, const char *via_id,
-                                       const ap_token_t *tok, const char *const *extra);
+struct curl_slist *ap_headers_upstream(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
+                                       const char *const *extra);
 /* True if the Via header carries our own pseudonym (a request loop). */
 bool ap_headers_has_loop(const ap_http1_req_t *h, const char *via_id);
 

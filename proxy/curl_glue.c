@@ -48,7 +48,8 @@ static void
 on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
     ap_curl_t *g = arg;
-    int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int action =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
     CURLMcode mc = curl_multi_socket_action(g->multi, fd, action, &running);
     if (mc != CURLM_OK)

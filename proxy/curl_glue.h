@@ -23,9 +23,9 @@ typedef void (*ap_xfer_done_cb)(ap_xfer_t *x, CURLcode rc);
 
 /* Embedded in its owner (an upstream request, a token fetch). */
 struct ap_xfer_s {
-    CURL *easy;             /* owned by the embedding object */
+    CURL *easy; /* owned by the embedding object */
     ap_xfer_done_cb on_done;
-    bool active;            /* private: added to the multi handle */
+    bool active; /* private: added to the multi handle */
 };
 
 ap_curl_t *ap_curl_new(struct event_base *base) AP_COLD;
@@ -42,9 +42,9 @@ void ap_curl_remove(ap_curl_t *g, ap_xfer_t *x);
  * connect_to, no environment proxy (or the configured outbound proxy), timeouts. Owned strings
  * copied. */
 typedef struct ap_curl_opts_s {
-    const char *ca_file;         /* NULL: curl's default bundle */
+    const char *ca_file;           /* NULL: curl's default bundle */
     struct curl_slist *connect_to; /* borrowed, must outlive handles using it */
-    const char *outbound_proxy;  /* NULL: none (environment ignored) */
+    const char *outbound_proxy;    /* NULL: none (environment ignored) */
     long connect_timeout_ms;
 } ap_curl_opts_t;
 

@@ -82,8 +82,7 @@ start_drain(ap_server_t *s)
     if (s->draining)
         return;
     s->draining = true;
-    ap_log_info("draining: no new connections, finishing %llu open",
-                (unsigned long long)s->nconns);
+    ap_log_info("draining: no new connections, finishing %llu open", (unsigned long long)s->nconns);
     ap_listener_stop(s);
     /* Idle keep-alive connections have nothing to finish. */
     ap_list_t *n = s->conns.next;
@@ -117,7 +116,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
     start_drain(s);
 }
 
-/* --- Lifecycle ---------------------------------------------------------------------------------- */
+/* --- Lifecycle ----------------------------------------------------------------------------------
+ */
 
 ap_server_t *
 ap_server_new(ap_conf_t *conf, const char *conf_path, bool env_only)
@@ -136,8 +136,8 @@ ap_server_new(ap_conf_t *conf, const char *conf_path, bool env_only)
     s->base = event_base_new();
     if (s->base == NULL)
         goto err;
-    s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    s->dns = evdns_base_new(s->base,
+                            EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (s->dns == NULL) {
         /* No resolv.conf (minimal containers): still resolve /etc/hosts and IP literals. */
         s->dns = evdns_base_new(s->base, 0);

@@ -11,7 +11,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_DEPS=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev libcjson-dev
             libssl-dev ca-certificates)
-TEST_DEPS=(libcmocka-dev python3 python3-pytest openssl curl nghttp2-server clang
+TEST_DEPS=(libcmocka-dev python3 python3-pytest openssl curl nghttp2-server clang clang-format
            libclang-rt-14-dev procps)
 # Node.js (for the oidc-provider OAuth server in the tests) often comes from NodeSource, whose
 # nodejs package bundles npm and conflicts with Debian's npm: only install Debian's when absent.

@@ -130,16 +130,16 @@ ap_log_access(const ap_access_t *a)
         field_str(&b, "route", a->route);
         field_str(&b, "credential", a->credential);
         ap_buf_appendf(&b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"ms\":%.3f",
-                       a->status, (unsigned long long)a->bytes_in,
-                       (unsigned long long)a->bytes_out, a->duration_ms);
+                       a->status, (unsigned long long)a->bytes_in, (unsigned long long)a->bytes_out,
+                       a->duration_ms);
         field_str(&b, "error", a->error);
         ap_buf_append(&b, "}", 1);
     } else {
         ap_buf_appendf(&b, "%s access conn=%llu %s %s %s%s %d %.3fms%s%s", ts,
                        (unsigned long long)a->conn_id, a->client ? a->client : "-",
-                       a->method ? a->method : "-", a->host ? a->host : "",
-                       a->path ? a->path : "", a->status, a->duration_ms,
-                       a->error ? " error=" : "", a->error ? a->error : "");
+                       a->method ? a->method : "-", a->host ? a->host : "", a->path ? a->path : "",
+                       a->status, a->duration_ms, a->error ? " error=" : "",
+                       a->error ? a->error : "");
     }
     emit(&b);
 }

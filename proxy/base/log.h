@@ -37,16 +37,16 @@ void ap_log_write(ap_log_level_t lvl, const char *fmt, ...) AP_PRINTF(2, 3);
 /* One access-log line: fields are already-safe strings (no secrets); NULL fields are omitted. */
 typedef struct ap_access_s {
     uint64_t conn_id;
-    const char *client;   /* "ip:port" */
+    const char *client; /* "ip:port" */
     const char *method;
-    const char *host;     /* target host */
-    const char *path;     /* path without query string: query strings may carry api keys */
-    const char *route;    /* route label or NULL */
+    const char *host;  /* target host */
+    const char *path;  /* path without query string: query strings may carry api keys */
+    const char *route; /* route label or NULL */
     const char *credential;
     int status;
     uint64_t bytes_in, bytes_out;
     double duration_ms;
-    const char *error;    /* stable error code or NULL */
+    const char *error; /* stable error code or NULL */
 } ap_access_t;
 
 void ap_log_access(const ap_access_t *a);

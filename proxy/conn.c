@@ -720,6 +720,11 @@ process_head(ap_conn_t *c)
                            err.detail ? err.detail : "malformed request", 0);
         return;
     }
+    if (h.nheaders > conf->limits.max_headers) {
+        ap_conn_send_error(c, 431, "too_many_headers",
+                           "more header fields than limits.max_headers allows", 0);
+        return;
+    }
     evtimer_del(c->timer);
     c->reading_head = false;
     c->scanned = 0;

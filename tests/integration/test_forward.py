@@ -491,3 +491,19 @@ def test_check_version_help(ca, tmp_path):
     assert r.returncode == 0 and r.stdout.startswith(b"authproxy ")
     r = subprocess.run([binary, "--help"], capture_output=True, timeout=10)
     assert r.returncode == 0 and b"--check" in r.stdout
+
+
+def test_limits_max_headers_gives_431_and_nothing_sent(ca, origin_factory, proxy_factory):
+    o = origin_factory(echo_handler)
+    cfg = base_config(ca, o.port)
+    cfg["limits"]["max_headers"] = 5
+    p = proxy_factory(cfg)
+    extra = "".join("X-H%d: v\r\n" % i for i in range(5))  # + Host = 6 fields
+    out = raw(p.port, ("GET http://api.example.com/a HTTP/1.1\r\nHost: a\r\n%s\r\n"
+                       % extra).encode())
+    assert out.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "too_many_headers"
+    ok = raw(p.port, b"GET http://api.example.com/b HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n"
+             b"Connection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 ")
+    assert [r.target for r in o.requests] == ["/b"]

@@ -332,6 +332,14 @@ render_tokens(ap_server_t *s, struct evbuffer *b)
     evbuffer_add_printf(b, "]}\n");
 }
 
+static bool
+from_loopback(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+    return sa != NULL && ap_sockaddr_is_loopback(sa);
+}
+
 static void
 on_admin(struct evhttp_request *req, void *arg)
 {
@@ -376,6 +384,9 @@ on_admin(struct evhttp_request *req, void *arg)
         if (cmd != EVHTTP_REQ_POST) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
             reply_error(req, 405, "method_not_allowed", "use POST");
+        } else if (!from_loopback(req)) {
+            /* The admin listener may face a pod network (probes); actions stay local. */
+            reply_error(req, 403, "loopback_only", "POST endpoints answer loopback clients only");
         } else if (c == NULL) {
             reply_error(req, 404, "unknown_credential", "no credential of that name");
         } else {

@@ -366,6 +366,7 @@ ap_conn_send_error(ap_conn_t *c, int status, const char *code, const char *detai
         evbuffer_add_printf(out, "Connection: close\r\n");
     evbuffer_add(out, "\r\n", 2);
     bool head = r != NULL && r->head_method;
+    size_t sent = head ? 0 : body.len;
     if (!head)
         evbuffer_add(out, body.data, body.len);
     ap_buf_free(&body, false);
@@ -380,6 +381,7 @@ ap_conn_send_error(ap_conn_t *c, int status, const char *code, const char *detai
         evtimer_del(r->timer);
     r->status = status;
     r->error = code;
+    r->bytes_out += sent; /* the access log counts the error body like any response body */
     r->headers_sent = true;
     r->close_after = !keep;
     ap_conn_request_done(c);

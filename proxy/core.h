@@ -174,6 +174,8 @@ const ap_curl_opts_t *ap_server_curl_opts(ap_server_t *s);
 /* listener.c */
 ap_rc_t ap_listener_start(ap_server_t *s) AP_COLD;
 void ap_listener_stop(ap_server_t *s);
+/* 127.0.0.0/8 or ::1. */
+bool ap_sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* conn.c */
 void ap_conn_accept(ap_server_t *s, evutil_socket_t fd, struct sockaddr *sa, int salen);

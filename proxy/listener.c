@@ -42,8 +42,8 @@ on_accept_error(struct evconnlistener *l, void *arg)
     }
 }
 
-static bool
-is_loopback(const struct sockaddr *sa)
+bool
+ap_sockaddr_is_loopback(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -105,7 +105,7 @@ ap_listener_start(ap_server_t *s)
             return AP_ERR;
         }
         for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-            if (!is_loopback(ai->ai_addr) && !protected) {
+            if (!ap_sockaddr_is_loopback(ai->ai_addr) && !protected) {
                 ap_log_error("refusing to listen on non-loopback %s:%s without client_auth "
                              "(users or allow); set client_auth.insecure_allow_unauthenticated "
                              "to override",

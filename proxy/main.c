@@ -25,25 +25,14 @@ usage(FILE *out)
             "base URL); authproxy obtains and caches each API's token, injects it and forwards\n"
             "the request over HTTPS.\n"
             "\n"
-            "  -c, --config FILE  config file (default: $AUTHPROXY_CONFIG, then " DEFAULT_CONFIG
-            ";\n"
-            "                     with neither, AUTHPROXY_UPSTREAM selects env-only mode)\n"
+            "  -c, --config FILE  config file (default: $AUTHPROXY_CONFIG; else env-only mode\n"
+            "                     when AUTHPROXY_UPSTREAM is set; else " DEFAULT_CONFIG ")\n"
             "  --check            validate the config, print what would be served, exit\n"
             "  --explain M URL    show the route, credential and upstream URL for a request\n"
             "                     (no network calls)\n"
             "  --healthcheck URL  GET a loopback admin URL; exit 0 on HTTP 200\n"
             "  --version          print the version\n"
             "  --help             this text\n");
-}
-
-static bool
-file_exists(const char *p)
-{
-    FILE *f = fopen(p, "r");
-    if (f == NULL)
-        return false;
-    fclose(f);
-    return true;
 }
 
 static int
@@ -179,9 +168,13 @@ main(int argc, char **argv)
     char err[16384];
     ap_conf_t *conf = NULL;
     bool env_only = false;
-    if (config == NULL)
+    if (config == NULL) {
         config = getenv("AUTHPROXY_CONFIG");
-    if (config == NULL && getenv("AUTHPROXY_UPSTREAM") != NULL && !file_exists(DEFAULT_CONFIG)) {
+        if (config != NULL && config[0] == '\0')
+            config = NULL; /* set but empty: as if unset (a container can't unset an ENV) */
+    }
+    /* Explicit beats implicit: AUTHPROXY_UPSTREAM selects env-only mode over the default file. */
+    if (config == NULL && getenv("AUTHPROXY_UPSTREAM") != NULL) {
         bool used = false;
         conf = ap_conf_load_env(&used, err, sizeof(err));
         env_only = true;

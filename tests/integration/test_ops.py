@@ -326,7 +326,8 @@ def test_environment_only_sidecar(ca, origin_factory, proxy_factory, tmp_path):
            "AUTHPROXY_ROUTE_PATH": "/api/",
            "AUTHPROXY_CA_FILE": ca.ca_file,
            "AUTHPROXY_CONNECT_TO": "api.example.com:443=127.0.0.1:%d" % o.port,
-           "AUTHPROXY_LISTEN": "127.0.0.1:0", "AUTHPROXY_ADMIN": "127.0.0.1:0"}
+           "AUTHPROXY_LISTEN": "127.0.0.1:0", "AUTHPROXY_ADMIN": "127.0.0.1:0",
+           "AUTHPROXY_CONFIG": ""}  # empty counts as unset (an image ENV cannot be unset)
     p = proxy_factory(None, env=env)
     assert via(p.proxy_url, "http://api.example.com/v1/a")[0] == 200
     assert via(p.proxy_url, "/api/v1/b")[0] == 200
@@ -437,6 +438,12 @@ def test_json_logs_with_levels_and_text_format(ca, origin_factory, proxy_factory
     assert all("ts" in r and "msg" in r for r in recs)
     acc = [r for r in recs if r["msg"] == "access"]
     assert len(acc) == 1 and acc[0]["status"] == 200 and acc[0]["method"] == "GET"
+    status, _, body = via(p.proxy_url, "http://nowhere.example.com/")
+    assert status == 403
+    p.wait_access(2)
+    err = [json.loads(ln) for ln in p.lines() if '"msg":"access"' in ln][-1]
+    assert err["status"] == 403 and err["error"] == "host_not_allowed"
+    assert err["bytes_out"] == len(body)  # the error body counts like any response body
 
     # The text format, for people reading a terminal: one plain line per event.
     q = proxy_factory(base_config(ca, o.port, log_format="text"))

@@ -79,10 +79,11 @@ done
 if command -v docker >/dev/null 2>&1 && timeout 30 docker info >/dev/null 2>&1; then
     CT=docker
 else
+    # The team's shared copy next to the repository when there is one, else the vendored copy.
     BASE_SCRIPT="$ROOT/../shared/tools/container-base.sh"
-    [ -f "$BASE_SCRIPT" ] || fail "no working docker ('docker info' failed) and $BASE_SCRIPT is \
-missing: it installs podman/buildah and imports the debian:bookworm-slim base image. Put the \
-shared/ directory next to the repository, or run on a machine with docker."
+    [ -f "$BASE_SCRIPT" ] || BASE_SCRIPT="$ROOT/scripts/container-base.sh"
+    [ -f "$BASE_SCRIPT" ] || fail "no working docker ('docker info' failed) and no \
+container-base.sh to set up podman/buildah and the debian:bookworm-slim base image"
     log "no docker daemon: setting up podman with $BASE_SCRIPT"
     timeout 900 bash "$BASE_SCRIPT" >&2 || fail "$BASE_SCRIPT failed"
     CT=podman

@@ -14,6 +14,7 @@
 #include "core.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@
 
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
+static void on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+static void on_flush(evutil_socket_t fd, short what, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void process_head(ap_conn_t *c);
 static void acquire_token(ap_req_t *r);
@@ -129,13 +132,16 @@ ap_conn_accept(ap_server_t *s, evutil_socket_t fd, struct sockaddr *sa, int sale
     evutil_make_socket_nonblocking(fd);
     c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(s->base, on_conn_timer, c);
-    if (c->bev == NULL || c->timer == NULL) {
+    c->flush = event_new(s->base, -1, 0, on_flush, c);
+    if (c->bev == NULL || c->timer == NULL || c->flush == NULL) {
         if (c->bev == NULL)
             evutil_closesocket(fd);
         if (c->bev)
             bufferevent_free(c->bev);
         if (c->timer)
             event_free(c->timer);
+        if (c->flush)
+            event_free(c->flush);
         ap_conf_unref(c->conf);
         free(c);
         return;
@@ -144,7 +150,9 @@ ap_conn_accept(ap_server_t *s, evutil_socket_t fd, struct sockaddr *sa, int sale
     s->nconns++;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, AP_HIGH_WATER);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Writing is write-through (on_flush); EV_WRITE is enabled only while a backlog remains. */
+    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_added, c);
+    bufferevent_enable(c->bev, EV_READ);
     c->reading_head = true;
     arm_ms(c->timer, conf->limits.head_timeout_ms);
 }
@@ -157,7 +165,11 @@ ap_req_free(ap_req_t *r)
     ap_cred_cancel(&r->waiter);
     if (r->xfer.easy) {
         ap_curl_remove(r->conn->srv->curl, &r->xfer);
-        curl_easy_cleanup(r->xfer.easy);
+        /* A handle removed while paused may keep pause state and held data: not reused. */
+        if (r->paused_recv || r->paused_send)
+            curl_easy_cleanup(r->xfer.easy);
+        else
+            ap_curl_easy_put(r->conn->srv->curl, r->xfer.easy);
     }
     for (struct curl_slist *l = r->up_headers; l; l = l->next)
         ap_wipe(l->data, strlen(l->data));
@@ -187,6 +199,7 @@ ap_conn_close(ap_conn_t *c, const char *reason)
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
     evtimer_del(c->timer);
+    event_del(c->flush);
     if (c->req != NULL && c->req->state != AP_REQ_DONE && c->req->method[0]) {
         /* The client left (or we gave up) before the response completed: 499, as nginx logs. */
         if (c->req->status == 0 || !c->req->headers_sent)
@@ -219,6 +232,7 @@ ap_conn_reap(ap_server_t *s)
         ap_req_free(c->req);
         bufferevent_free(c->bev);
         event_free(c->timer);
+        event_free(c->flush);
         ap_conf_unref(c->conf);
         s->nconns--;
         free(c);
@@ -770,12 +784,64 @@ on_read(struct bufferevent *bev, void *arg)
     }
 }
 
+/*
+ * Write-through. A bufferevent with EV_WRITE enabled adds the write event as soon as output is
+ * queued, then removes it once drained: two epoll_ctl and a loop turn per response. Instead,
+ * output queued anywhere (response heads, bodies from curl, errors) schedules on_flush for later
+ * in the same loop turn, which writes straight to the socket; only what the socket cannot take
+ * now is left to the bufferevent, with EV_WRITE enabled until on_write sees the backlog gone.
+ */
+static void
+on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    ap_conn_t *c = arg;
+    if (info->n_added == 0 || c->flush_pending || c->closing)
+        return;
+    if (bufferevent_get_enabled(c->bev) & EV_WRITE)
+        return; /* a backlog: the bufferevent is writing */
+    c->flush_pending = true;
+    event_active(c->flush, EV_WRITE, 0);
+}
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    ap_conn_t *c = arg;
+    c->flush_pending = false;
+    if (c->closing)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return;
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        /* Let the bufferevent meet the error and report it through on_event. */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    /* Drained at once: what the bufferevent's write callback would have been told. */
+    bufferevent_data_cb wcb = NULL;
+    void *cbarg = NULL;
+    bufferevent_getcb(c->bev, NULL, &wcb, NULL, &cbarg);
+    if (wcb != NULL)
+        wcb(c->bev, cbarg);
+}
+
 static void
 on_write(struct bufferevent *bev, void *arg)
 {
     ap_conn_t *c = arg;
     if (c->closing)
         return;
+    /* Backlog gone: back to write-through, so the next response costs no epoll_ctl. */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     ap_req_t *r = c->req;
     if (r == NULL)
         return;

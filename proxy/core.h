@@ -121,7 +121,9 @@ struct ap_conn_s {
     bool lingering;      /* error sent, write side shut, discarding input before close */
     size_t scanned;      /* prev_len for the parser */
     struct event *timer; /* owned: head / idle timeout */
-    ap_req_t *req;       /* owned: the current request, NULL between requests */
+    struct event *flush; /* owned: write-through of buffered output, see conn.c */
+    bool flush_pending;
+    ap_req_t *req; /* owned: the current request, NULL between requests */
     unsigned nrequests;
 };
 

@@ -7,11 +7,17 @@
 
 /* --- The multi handle on the loop (hiperfifo shape, production-grade) ----------------------- */
 
+/* Idle easy handles kept for reuse: creating one per request (a large zeroed allocation plus
+ * buffers) was a measurable share of the per-request cost (bench/callgrind.md). */
+#define AP_CURL_POOL_MAX 128
+
 struct ap_curl_s {
     struct event_base *base; /* borrowed */
     CURLM *multi;            /* owned */
     struct event *timer;     /* owned: curl's single timeout */
     uint64_t active;
+    CURL *pool[AP_CURL_POOL_MAX]; /* owned: idle handles, reset, in no multi */
+    size_t npool;
     const ap_curl_opts_t *fetch_opts; /* borrowed: for token fetches */
 };
 
@@ -146,6 +152,8 @@ ap_curl_free(ap_curl_t *g)
 {
     if (g == NULL)
         return;
+    for (size_t i = 0; i < g->npool; i++)
+        curl_easy_cleanup(g->pool[i]);
     /* Order matters: cleanup closes pooled connections through sock_cb, which needs the base. */
     curl_multi_cleanup(g->multi);
     event_free(g->timer);
@@ -174,6 +182,28 @@ ap_curl_remove(ap_curl_t *g, ap_xfer_t *x)
     curl_multi_remove_handle(g->multi, x->easy);
     x->active = false;
     g->active--;
+}
+
+CURL *
+ap_curl_easy_get(ap_curl_t *g)
+{
+    if (g->npool > 0)
+        return g->pool[--g->npool];
+    return curl_easy_init();
+}
+
+void
+ap_curl_easy_put(ap_curl_t *g, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (g->npool == AP_CURL_POOL_MAX) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    /* Back to defaults: nothing of the last request (URL, headers, callbacks) survives. */
+    curl_easy_reset(easy);
+    g->pool[g->npool++] = easy;
 }
 
 uint64_t

@@ -56,6 +56,11 @@ void ap_curl_auth_io(ap_curl_t *g, ap_auth_io_t *io);
 void ap_curl_set_fetch_opts(ap_curl_t *g, const ap_curl_opts_t *opts);
 
 /* Counters for /metrics. */
+/* Easy handles for transfers, from a pool of reset idle handles (curl_easy_init when empty).
+ * Put a handle back only once it is in no multi handle (after ap_curl_remove or completion). */
+CURL *ap_curl_easy_get(ap_curl_t *g);
+void ap_curl_easy_put(ap_curl_t *g, CURL *easy);
+
 uint64_t ap_curl_active(const ap_curl_t *g);
 
 #endif

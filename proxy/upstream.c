@@ -379,7 +379,7 @@ on_done(ap_xfer_t *x, CURLcode rc)
         return;
     if (r->retry_401) {
         /* The API refused a token we believed valid: drop it, fetch anew, send again once. */
-        curl_easy_cleanup(r->xfer.easy);
+        ap_curl_easy_put(c->srv->curl, r->xfer.easy);
         r->xfer.easy = NULL;
         for (struct curl_slist *l = r->up_headers; l; l = l->next)
             ap_wipe(l->data, strlen(l->data));
@@ -433,7 +433,7 @@ ap_upstream_start(ap_req_t *r)
 {
     ap_conn_t *c = r->conn;
     ap_server_t *s = c->srv;
-    CURL *e = curl_easy_init();
+    CURL *e = ap_curl_easy_get(s->curl);
     if (e == NULL)
         return AP_ERR;
     r->xfer.easy = e;

@@ -216,43 +216,87 @@ build_oauth2(const ap_cred_conf_t *c, const char *refresh, ap_treq_t *r)
     }
 }
 
+/* v with every "{refresh_token}" replaced by rt: a new string (free with ap_free_secret), or NULL
+ * when there is nothing to replace. */
+static char *
+subst_refresh(const char *v, const char *rt)
+{
+    static const char mark[] = "{refresh_token}";
+    if (rt == NULL || v == NULL || strstr(v, mark) == NULL)
+        return NULL;
+    ap_buf_t b = {0};
+    for (const char *p = v; *p;) {
+        const char *m = strstr(p, mark);
+        if (m == NULL) {
+            ap_buf_append(&b, p, strlen(p));
+            break;
+        }
+        ap_buf_append(&b, p, (size_t)(m - p));
+        ap_buf_append(&b, rt, strlen(rt));
+        p = m + sizeof(mark) - 1;
+    }
+    return b.data ? b.data : ap_xstrdup("");
+}
+
+/* A custom template's value, with the refresh token in place when renewing. */
+#define CUSTOM_VALUE(list, i, rt, tmp)                                                             \
+    ((tmp) = subst_refresh((list).items[i].value, (rt)), (tmp) ? (tmp) : (list).items[i].value)
+
 static void
 build_custom(const ap_cred_conf_t *c, const char *refresh, ap_treq_t *r)
 {
-    r->method = c->custom.method ? c->custom.method : "POST";
+    /* Renewing with a refresh token uses refresh_request when the config has one. */
+    const char *rt = c->custom.has_refresh ? refresh : NULL;
+    const ap_custom_req_t *t = rt != NULL ? &c->custom.refresh : &c->custom.req;
+    char *tmp;
+    r->method = t->method ? t->method : "POST";
     ap_buf_t q = {0};
-    for (size_t i = 0; i < c->custom.query.n; i++)
-        ap_form_add(&q, c->custom.query.items[i].name, c->custom.query.items[i].value);
-    url_with_query(r, c->custom.url, &q);
+    for (size_t i = 0; i < t->query.n; i++) {
+        ap_form_add(&q, t->query.items[i].name, CUSTOM_VALUE(t->query, i, rt, tmp));
+        ap_free_secret(tmp);
+    }
+    url_with_query(r, t->url, &q);
     ap_buf_free(&q, true);
     bool has_ct = false;
-    for (size_t i = 0; i < c->custom.headers.n; i++) {
-        if (strcasecmp(c->custom.headers.items[i].name, "content-type") == 0)
+    for (size_t i = 0; i < t->headers.n; i++) {
+        if (strcasecmp(t->headers.items[i].name, "content-type") == 0)
             has_ct = true;
-        ap_treq_header(r, c->custom.headers.items[i].name, c->custom.headers.items[i].value);
+        ap_treq_header(r, t->headers.items[i].name, CUSTOM_VALUE(t->headers, i, rt, tmp));
+        ap_free_secret(tmp);
     }
-    if (c->custom.form.n > 0) {
+    if (t->form.n > 0) {
         if (!has_ct)
             ap_treq_header(r, "Content-Type", "application/x-www-form-urlencoded");
-        for (size_t i = 0; i < c->custom.form.n; i++)
-            ap_form_add(&r->body, c->custom.form.items[i].name, c->custom.form.items[i].value);
-    } else if (c->custom.json.n > 0) {
+        for (size_t i = 0; i < t->form.n; i++) {
+            ap_form_add(&r->body, t->form.items[i].name, CUSTOM_VALUE(t->form, i, rt, tmp));
+            ap_free_secret(tmp);
+        }
+    } else if (t->json.n > 0) {
         if (!has_ct)
             ap_treq_header(r, "Content-Type", "application/json");
         cJSON *o = cJSON_CreateObject();
-        for (size_t i = 0; i < c->custom.json.n; i++)
-            cJSON_AddStringToObject(o, c->custom.json.items[i].name, c->custom.json.items[i].value);
+        for (size_t i = 0; i < t->json.n; i++) {
+            cJSON_AddStringToObject(o, t->json.items[i].name, CUSTOM_VALUE(t->json, i, rt, tmp));
+            ap_free_secret(tmp);
+        }
         char *s = cJSON_PrintUnformatted(o);
         ap_buf_append(&r->body, s, strlen(s));
         ap_wipe(s, strlen(s));
         cJSON_free(s);
+        /* cJSON copied the values: wipe its copies before freeing. */
+        cJSON *it;
+        cJSON_ArrayForEach(it, o)
+        {
+            if (it->valuestring != NULL)
+                ap_wipe(it->valuestring, strlen(it->valuestring));
+        }
         cJSON_Delete(o);
     } else if (!has_ct && strcmp(r->method, "GET") != 0) {
         r->headers[r->nheaders++] = ap_xstrdup("Content-Type:");
     }
-    if (c->custom.basic_user) {
-        r->basic_user = ap_xstrdup(c->custom.basic_user);
-        r->basic_pass = ap_xstrdup(c->custom.basic_pass ? c->custom.basic_pass : "");
+    if (t->basic_user) {
+        r->basic_user = ap_xstrdup(t->basic_user);
+        r->basic_pass = ap_xstrdup(t->basic_pass ? t->basic_pass : "");
     }
 }
 
@@ -458,8 +502,13 @@ parse_oauth2(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 static ap_rc_t
 parse_custom(const ap_cred_conf_t *c, const ap_fetch_res_t *res, ap_tres_t *out)
 {
-    map_t m = {c->custom.token_ptr,      c->custom.type_ptr,    c->custom.expires_in_ptr,
-               c->custom.expires_at_ptr, c->custom.refresh_ptr, c->custom.success_ptr,
+    /* A refresh token is kept only when there is a refresh_request to use it in. */
+    map_t m = {c->custom.token_ptr,
+               c->custom.type_ptr,
+               c->custom.expires_in_ptr,
+               c->custom.expires_at_ptr,
+               c->custom.has_refresh ? c->custom.refresh_ptr : NULL,
+               c->custom.success_ptr,
                c->custom.success_equals};
     return parse_mapped(c, res, &m, out);
 }
@@ -471,7 +520,7 @@ static const ap_provider_t providers[] = {
     {"manis", build_manis, parse_manis, false},
     {"micovoice", build_micovoice, parse_oauth2, false},
     {"oauth2", build_oauth2, parse_oauth2, true},
-    {"custom", build_custom, parse_custom, false},
+    {"custom", build_custom, parse_custom, true},
 };
 
 const ap_provider_t *

@@ -58,6 +58,18 @@ typedef struct ap_kvlist_s {
     size_t n;
 } ap_kvlist_t;
 
+/* A custom provider's token request. */
+typedef struct ap_custom_req_s {
+    char *method; /* GET or POST */
+    char *url;
+    ap_kvlist_t headers; /* request headers */
+    ap_kvlist_t query;   /* appended to the URL, form-encoded */
+    ap_kvlist_t form;    /* application/x-www-form-urlencoded body */
+    ap_kvlist_t json;    /* flat JSON object body, string values */
+    char *basic_user;    /* HTTP Basic client auth, when set */
+    char *basic_pass;    /* secret */
+} ap_custom_req_t;
+
 /* A credential. `provider` is one of: static, oauth2, custom, omicall, antsomi, telmai, manis,
  * micovoice. Scalar provider fields (token_url, client_id, client_secret, api_key, ...) are kept
  * by name in `fields` so conf/ validates which fields each provider takes and auth/ interprets
@@ -76,16 +88,13 @@ typedef struct ap_cred_conf_s {
     int64_t default_ttl_s; /* 0 = none stated */
     int64_t timeout_ms;    /* token endpoint timeout; default 10000 */
 
-    /* provider "custom" only (NULL/empty otherwise): the token request template ... */
+    /* provider "custom" only (NULL/empty otherwise): the token request template, an optional
+     * template for renewing with a refresh token ("{refresh_token}" in its values is replaced),
+     * ... */
     struct {
-        char *method; /* GET or POST */
-        char *url;
-        ap_kvlist_t headers; /* request headers */
-        ap_kvlist_t query;   /* appended to the URL, form-encoded */
-        ap_kvlist_t form;    /* application/x-www-form-urlencoded body */
-        ap_kvlist_t json;    /* flat JSON object body, string values */
-        char *basic_user;    /* HTTP Basic client auth, when set */
-        char *basic_pass;    /* secret */
+        ap_custom_req_t req;
+        ap_custom_req_t refresh; /* valid when has_refresh */
+        bool has_refresh;
         /* ... and where the answer is (RFC 6901 JSON pointers; NULL = absent) */
         char *token_ptr;
         char *type_ptr;

@@ -334,7 +334,37 @@ get_pointer(ap_conf__ctx_t *x, const cJSON *j, const char *path)
 /* --- custom ----------------------------------------------------------------------------------- */
 
 static void
-parse_custom_request(ap_conf__ctx_t *x, const cJSON *req, const char *path, ap_cred_conf_t *c)
+custom_req_free(ap_custom_req_t *r)
+{
+    free(r->method);
+    ap_free_secret(r->url); /* its query may carry a key */
+    ap_conf__kv_free(&r->headers);
+    ap_conf__kv_free(&r->query);
+    ap_conf__kv_free(&r->form);
+    ap_conf__kv_free(&r->json);
+    free(r->basic_user);
+    ap_free_secret(r->basic_pass);
+}
+
+static bool
+kv_mentions_refresh(const ap_kvlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->items[i].value != NULL && strstr(l->items[i].value, "{refresh_token}") != NULL)
+            return true;
+    return false;
+}
+
+static bool
+custom_mentions_refresh(const ap_custom_req_t *r)
+{
+    return kv_mentions_refresh(&r->headers) || kv_mentions_refresh(&r->query) ||
+           kv_mentions_refresh(&r->form) || kv_mentions_refresh(&r->json);
+}
+
+static void
+parse_custom_request(ap_conf__ctx_t *x, const cJSON *req, const char *path, ap_custom_req_t *r,
+                     const char *default_url)
 {
     static const char *const keys[] = {"method", "url",  "headers", "query",
                                        "form",   "json", "basic",   NULL};
@@ -356,29 +386,30 @@ parse_custom_request(ap_conf__ctx_t *x, const cJSON *req, const char *path, ap_c
             ap_conf__err(x, p, "expected \"GET\" or \"POST\", got %s", got);
         }
     }
-    c->custom.method = method ? method : ap_xstrdup("POST");
+    r->method = method ? method : ap_xstrdup("POST");
 
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(req, "url");
     ap_conf__path_key(p, path, "url");
-    if (u == NULL)
+    if (u == NULL && default_url != NULL)
+        r->url = ap_xstrdup(default_url);
+    else if (u == NULL)
         ap_conf__err(x, p, "expected the token endpoint URL (required), got nothing");
-    else if ((c->custom.url = ap_conf__str(x, u, p, AP_CONF_NONEMPTY | AP_CONF_NOCTL)) != NULL)
-        check_url_field(x, p, c->custom.url);
+    else if ((r->url = ap_conf__str(x, u, p, AP_CONF_NONEMPTY | AP_CONF_NOCTL)) != NULL)
+        check_url_field(x, p, r->url);
 
     ap_conf__path_key(p, path, "headers");
-    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "headers"), p, &c->custom.headers,
-             KV_HEADERS);
+    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "headers"), p, &r->headers, KV_HEADERS);
     ap_conf__path_key(p, path, "query");
-    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "query"), p, &c->custom.query, 0);
+    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "query"), p, &r->query, 0);
     ap_conf__path_key(p, path, "form");
-    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "form"), p, &c->custom.form, 0);
+    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "form"), p, &r->form, 0);
     ap_conf__path_key(p, path, "json");
-    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "json"), p, &c->custom.json, 0);
-    if (c->custom.form.n > 0 && c->custom.json.n > 0)
+    parse_kv(x, cJSON_GetObjectItemCaseSensitive(req, "json"), p, &r->json, 0);
+    if (r->form.n > 0 && r->json.n > 0)
         ap_conf__err(x, path, "expected a \"form\" body or a \"json\" body, got both");
-    if (strcmp(c->custom.method, "GET") == 0 && (c->custom.form.n > 0 || c->custom.json.n > 0))
+    if (strcmp(r->method, "GET") == 0 && (r->form.n > 0 || r->json.n > 0))
         ap_conf__err(x, path, "expected no body for method GET (use \"query\"), got \"%s\"",
-                     c->custom.form.n > 0 ? "form" : "json");
+                     r->form.n > 0 ? "form" : "json");
 
     const cJSON *basic = cJSON_GetObjectItemCaseSensitive(req, "basic");
     static const char *const bkeys[] = {"user", "password", NULL};
@@ -391,15 +422,15 @@ parse_custom_request(ap_conf__ctx_t *x, const cJSON *req, const char *path, ap_c
         if (user == NULL)
             ap_conf__err(x, q, "expected the HTTP Basic user name (required), got nothing");
         else
-            c->custom.basic_user = ap_conf__str(x, user, q, AP_CONF_NONEMPTY | AP_CONF_NOCTL);
-        if (c->custom.basic_user != NULL && strchr(c->custom.basic_user, ':') != NULL) {
+            r->basic_user = ap_conf__str(x, user, q, AP_CONF_NONEMPTY | AP_CONF_NOCTL);
+        if (r->basic_user != NULL && strchr(r->basic_user, ':') != NULL) {
             ap_conf__err(x, q, "expected a user name without \":\" (HTTP Basic), got one");
         }
         ap_conf__path_key(q, p, "password");
         if (pass == NULL)
             ap_conf__err(x, q, "expected the HTTP Basic password (required), got nothing");
         else
-            c->custom.basic_pass = ap_conf__secret(x, pass, q, NULL);
+            r->basic_pass = ap_conf__secret(x, pass, q, NULL);
     }
 }
 
@@ -682,14 +713,17 @@ compute_digest(ap_cred_conf_t *c)
     dg_int(&d, c->prefetch);
     dg_int(&d, c->default_ttl_s);
     dg_int(&d, c->timeout_ms);
-    dg_str(&d, c->custom.method);
-    dg_str(&d, c->custom.url);
-    dg_kv(&d, "custom.headers", &c->custom.headers);
-    dg_kv(&d, "custom.query", &c->custom.query);
-    dg_kv(&d, "custom.form", &c->custom.form);
-    dg_kv(&d, "custom.json", &c->custom.json);
-    dg_str(&d, c->custom.basic_user);
-    dg_str(&d, c->custom.basic_pass);
+    const ap_custom_req_t *reqs[] = {&c->custom.req, &c->custom.refresh};
+    for (size_t k = 0; k < AP_ARRAY_LEN(reqs); k++) {
+        dg_str(&d, reqs[k]->method);
+        dg_str(&d, reqs[k]->url);
+        dg_kv(&d, "custom.headers", &reqs[k]->headers);
+        dg_kv(&d, "custom.query", &reqs[k]->query);
+        dg_kv(&d, "custom.form", &reqs[k]->form);
+        dg_kv(&d, "custom.json", &reqs[k]->json);
+        dg_str(&d, reqs[k]->basic_user);
+        dg_str(&d, reqs[k]->basic_pass);
+    }
     dg_str(&d, c->custom.token_ptr);
     dg_str(&d, c->custom.type_ptr);
     dg_str(&d, c->custom.expires_in_ptr);
@@ -790,6 +824,7 @@ parse_cred(ap_conf__ctx_t *x, const char *name, const cJSON *j, const char *path
             allowed[na++] = "params";
         if (ps->extras & X_CUSTOM) {
             allowed[na++] = "request";
+            allowed[na++] = "refresh_request";
             allowed[na++] = "response";
         }
         allowed[na] = NULL;
@@ -821,7 +856,18 @@ parse_cred(ap_conf__ctx_t *x, const char *name, const cJSON *j, const char *path
                              "expected the token request {method, url, ...} (required by "
                              "provider \"custom\"), got nothing");
             else
-                parse_custom_request(x, req, p, c);
+                parse_custom_request(x, req, p, &c->custom.req, NULL);
+            const cJSON *rr = cJSON_GetObjectItemCaseSensitive(j, "refresh_request");
+            ap_conf__path_key(p, path, "refresh_request");
+            if (rr != NULL) {
+                c->custom.has_refresh = true;
+                parse_custom_request(x, rr, p, &c->custom.refresh,
+                                     req != NULL ? c->custom.req.url : NULL);
+                if (!custom_mentions_refresh(&c->custom.refresh))
+                    ap_conf__err(x, p,
+                                 "expected \"{refresh_token}\" in one of its values (where the "
+                                 "refresh token goes), got none");
+            }
             ap_conf__path_key(p, path, "response");
             if (res == NULL)
                 ap_conf__err(x, p,
@@ -829,6 +875,13 @@ parse_cred(ap_conf__ctx_t *x, const char *name, const cJSON *j, const char *path
                              "(required by provider \"custom\"), got nothing");
             else
                 parse_custom_response(x, res, p, c);
+            if (c->custom.has_refresh && res != NULL && c->custom.refresh_ptr == NULL) {
+                char q[AP_CONF_PATH_MAX];
+                ap_conf__path_key(q, p, "refresh_token");
+                ap_conf__err(x, q,
+                             "expected a JSON pointer to the refresh token (\"refresh_request\" "
+                             "needs one), got nothing");
+            }
         }
     }
 
@@ -913,14 +966,8 @@ ap_conf__cred_free(ap_cred_conf_t *c)
     ap_conf__kv_free(&c->headers);
     free(c->inject_header);
     free(c->inject_value);
-    free(c->custom.method);
-    ap_free_secret(c->custom.url); /* its query may carry a key */
-    ap_conf__kv_free(&c->custom.headers);
-    ap_conf__kv_free(&c->custom.query);
-    ap_conf__kv_free(&c->custom.form);
-    ap_conf__kv_free(&c->custom.json);
-    free(c->custom.basic_user);
-    ap_free_secret(c->custom.basic_pass);
+    custom_req_free(&c->custom.req);
+    custom_req_free(&c->custom.refresh);
     free(c->custom.token_ptr);
     free(c->custom.type_ptr);
     free(c->custom.expires_in_ptr);

@@ -36,6 +36,24 @@ kv_lines(FILE *out, const char *prefix, const ap_kvlist_t *l)
 }
 
 static void
+custom_req_lines(FILE *out, bool refresh, const ap_custom_req_t *r)
+{
+    char *safe = ap_conf__safe_url(r->url);
+    char req[600];
+    snprintf(req, sizeof(req), "%s %s", r->method ? r->method : "POST", safe);
+    line(out, 4, refresh ? "refresh request" : "request", req);
+    free(safe);
+    kv_lines(out, refresh ? "refresh header" : "request header", &r->headers);
+    kv_lines(out, refresh ? "refresh query" : "query", &r->query);
+    kv_lines(out, refresh ? "refresh form" : "form", &r->form);
+    kv_lines(out, refresh ? "refresh json" : "json", &r->json);
+    if (r->basic_user != NULL) {
+        line(out, 4, refresh ? "refresh basic user" : "basic user", r->basic_user);
+        line(out, 4, refresh ? "refresh basic password" : "basic password", secret_mark);
+    }
+}
+
+static void
 addrs(FILE *out, const char *label, const ap_addr_conf_t *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -67,20 +85,10 @@ dump_cred(const ap_cred_conf_t *cr, FILE *out)
         ap_buf_free(&b, false);
     }
     kv_lines(out, "param", &cr->params);
-    if (cr->custom.url != NULL) {
-        char *safe = ap_conf__safe_url(cr->custom.url);
-        char req[600];
-        snprintf(req, sizeof(req), "%s %s", cr->custom.method ? cr->custom.method : "POST", safe);
-        line(out, 4, "request", req);
-        free(safe);
-        kv_lines(out, "request header", &cr->custom.headers);
-        kv_lines(out, "query", &cr->custom.query);
-        kv_lines(out, "form", &cr->custom.form);
-        kv_lines(out, "json", &cr->custom.json);
-        if (cr->custom.basic_user != NULL) {
-            line(out, 4, "basic user", cr->custom.basic_user);
-            line(out, 4, "basic password", secret_mark);
-        }
+    if (cr->custom.req.url != NULL) {
+        custom_req_lines(out, false, &cr->custom.req);
+        if (cr->custom.has_refresh)
+            custom_req_lines(out, true, &cr->custom.refresh);
         const struct {
             const char *label, *ptr;
         } ptrs[] = {{"token at", cr->custom.token_ptr},

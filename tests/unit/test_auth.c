@@ -656,6 +656,43 @@ reload_keeps_unchanged_credentials(void **state)
 }
 
 static void
+custom_refresh_request_renews_and_falls_back(void **state)
+{
+    (void)state;
+    const char *j =
+        "{\"listen\":\"127.0.0.1:0\",\"credentials\":{\"o\":{\"provider\":\"custom\","
+        "\"request\":{\"url\":\"https://issuer.example/login\",\"json\":{\"user\":\"u\","
+        "\"password\":\"pw\"}},\"refresh_request\":{\"form\":{\"grant\":\"refresh\","
+        "\"rt\":\"{refresh_token}\"},\"headers\":{\"X-Refresh\":\"t={refresh_token}\"}},"
+        "\"response\":{\"token\":\"/data/tok\",\"expires_in\":\"/data/ttl\","
+        "\"refresh_token\":\"/data/rt\"},\"inject\":{\"header\":\"X-Session\","
+        "\"value\":\"{token}\"}}},\"routes\":[{\"host\":\"a\",\"upstream\":\"https://a\","
+        "\"credential\":\"o\"}]}";
+    ap_cred_t *c = setup(j);
+    rec_t r;
+    rec_init(&r);
+    ap_token_t *t = NULL;
+    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    assert_string_equal(last_fetch()->body, "{\"user\":\"u\",\"password\":\"pw\"}");
+    answer(200, "{\"data\":{\"tok\":\"T1\",\"ttl\":100,\"rt\":\"R1\"}}");
+    assert_string_equal(r.value, "T1");
+    advance(80000); /* refresh ahead, with the refresh template */
+    fake_fetch_t *f = last_fetch();
+    assert_string_equal(f->url, "https://issuer.example/login");
+    assert_string_equal(f->body, "grant=refresh&rt=R1");
+    answer(200, "{\"data\":{\"tok\":\"T2\",\"ttl\":100,\"rt\":\"R2\"}}");
+    assert_token(c, "T2");
+    advance(80000);
+    assert_string_equal(last_fetch()->body, "grant=refresh&rt=R2"); /* rotated */
+    size_t n = W.nf;
+    answer(401, "{\"error\":\"expired\"}");
+    assert_int_equal(W.nf, n + 1); /* refused: the primary request at once */
+    assert_string_equal(last_fetch()->body, "{\"user\":\"u\",\"password\":\"pw\"}");
+    answer(200, "{\"data\":{\"tok\":\"T3\",\"ttl\":100}}");
+    assert_token(c, "T3");
+}
+
+static void
 free_with_waiters_fails_them_and_cancels_the_fetch(void **state)
 {
     (void)state;
@@ -694,6 +731,7 @@ main(void)
         T(client_secret_basic_is_form_encoded),
         T(prefetch_makes_ready_and_retries_on_its_own),
         T(reload_keeps_unchanged_credentials),
+        T(custom_refresh_request_renews_and_falls_back),
         T(free_with_waiters_fails_them_and_cancels_the_fetch),
 #undef T
     };

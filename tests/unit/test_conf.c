@@ -323,15 +323,15 @@ test_valid_all_providers(void **state)
     assert_true(kv(&o2->headers, "X-Api-Key")->is_secret); /* by its name */
 
     const ap_cred_conf_t *cu = cred(c, "cu");
-    assert_string_equal(cu->custom.method, "POST");
-    assert_string_equal(cu->custom.url, "https://auth.example.com/token");
-    assert_string_equal(kv(&cu->custom.headers, "Accept")->value, "application/json");
-    assert_string_equal(kv(&cu->custom.query, "v")->value, "2");
-    assert_string_equal(kv(&cu->custom.json, "login")->value, "cu-user");
-    assert_true(kv(&cu->custom.json, "secret")->is_secret);
-    assert_int_equal(cu->custom.form.n, 0);
-    assert_string_equal(cu->custom.basic_user, "cu-basic");
-    assert_string_equal(cu->custom.basic_pass, "cu-basic-pass");
+    assert_string_equal(cu->custom.req.method, "POST");
+    assert_string_equal(cu->custom.req.url, "https://auth.example.com/token");
+    assert_string_equal(kv(&cu->custom.req.headers, "Accept")->value, "application/json");
+    assert_string_equal(kv(&cu->custom.req.query, "v")->value, "2");
+    assert_string_equal(kv(&cu->custom.req.json, "login")->value, "cu-user");
+    assert_true(kv(&cu->custom.req.json, "secret")->is_secret);
+    assert_int_equal(cu->custom.req.form.n, 0);
+    assert_string_equal(cu->custom.req.basic_user, "cu-basic");
+    assert_string_equal(cu->custom.req.basic_pass, "cu-basic-pass");
     assert_string_equal(cu->custom.token_ptr, "/payload/access_token");
     assert_string_equal(cu->custom.type_ptr, "/payload/token_type");
     assert_string_equal(cu->custom.expires_in_ptr, "/payload/expires");
@@ -411,7 +411,7 @@ test_custom_equals_rendering(void **state)
         ap_conf_t *c = load_ok(json);
         const ap_cred_conf_t *cu = cred(c, "c");
         assert_string_equal(cu->custom.success_equals, cases[i].want);
-        assert_string_equal(cu->custom.method, "POST");
+        assert_string_equal(cu->custom.req.method, "POST");
         ap_conf_unref(c);
     }
     ap_conf_t *c = load_ok("{\"credentials\": {\"c\": {\"provider\": \"custom\", \"request\": "
@@ -419,7 +419,7 @@ test_custom_equals_rendering(void **state)
                            "\"response\": {\"token\": \"/a~1b/~0c\", \"success\": {\"pointer\": "
                            "\"/s\"}}}}}");
     assert_null(cred(c, "c")->custom.success_equals);
-    assert_string_equal(cred(c, "c")->custom.method, "GET");
+    assert_string_equal(cred(c, "c")->custom.req.method, "GET");
     ap_conf_unref(c);
 }
 
@@ -1156,6 +1156,42 @@ test_examples_load(void **state)
         unsetenv(vars[i][0]);
 }
 
+/* custom refresh_request: parsed like request (url defaults to the request's), needs the
+ * {refresh_token} placeholder and a response pointer to the refresh token. */
+static void
+test_custom_refresh_request(void **state)
+{
+    (void)state;
+#define CUSTOM_RR(rr, resp)                                                                        \
+    "{\"credentials\":{\"c\":{\"provider\":\"custom\",\"request\":{\"url\":"                       \
+    "\"https://auth.example.com/login\",\"json\":{\"user\":\"u\"}},\"refresh_request\":" rr        \
+    ",\"response\":" resp "}},\"routes\":[{\"host\":\"a.example\",\"upstream\":"                   \
+    "\"https://a.example\",\"credential\":\"c\"}]}"
+    ap_conf_t *c =
+        load_ok(CUSTOM_RR("{\"form\":{\"grant\":\"refresh\",\"rt\":\"{refresh_token}\"}}",
+                          "{\"token\":\"/t\",\"refresh_token\":\"/r\"}"));
+    const ap_cred_conf_t *cu = cred(c, "c");
+    assert_true(cu->custom.has_refresh);
+    assert_string_equal(cu->custom.refresh.url, "https://auth.example.com/login");
+    assert_string_equal(cu->custom.refresh.method, "POST");
+    assert_string_equal(kv(&cu->custom.refresh.form, "rt")->value, "{refresh_token}");
+    char *d = dump(c);
+    assert_contains(d, "refresh request");
+    free(d);
+    ap_conf_unref(c);
+
+    EXPECT_ERR(CUSTOM_RR("{\"form\":{\"grant\":\"refresh\"}}",
+                         "{\"token\":\"/t\",\"refresh_token\":\"/r\"}"),
+               "credentials.c.refresh_request: expected \"{refresh_token}\" in one of its values");
+    EXPECT_ERR(
+        CUSTOM_RR("{\"query\":{\"rt\":\"{refresh_token}\"}}", "{\"token\":\"/t\"}"),
+        "credentials.c.response.refresh_token: expected a JSON pointer to the refresh token");
+    EXPECT_ERR(CUSTOM_RR("{\"method\":\"PUT\",\"query\":{\"rt\":\"{refresh_token}\"}}",
+                         "{\"token\":\"/t\",\"refresh_token\":\"/r\"}"),
+               "credentials.c.refresh_request.method: expected \"GET\" or \"POST\"");
+#undef CUSTOM_RR
+}
+
 int
 main(void)
 {
@@ -1183,6 +1219,7 @@ main(void)
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_examples_load),
+        cmocka_unit_test(test_custom_refresh_request),
     };
     return cmocka_run_group_tests_name("conf", tests, group_setup, group_teardown);
 }

@@ -692,6 +692,68 @@ custom_refresh_request_renews_and_falls_back(void **state)
     assert_token(c, "T3");
 }
 
+/* Form fields of a request body, order-independent. */
+static void
+assert_form_has(const char *body, const char *field)
+{
+    size_t n = strlen(field);
+    for (const char *p = body; (p = strstr(p, field)) != NULL; p++)
+        if ((p == body || p[-1] == '&') && (p[n] == '&' || p[n] == '\0'))
+            return;
+    fail_msg("expected %s in %s", field, body);
+}
+
+static void
+oauth2_password_grant_with_post_auth_and_parameters(void **state)
+{
+    (void)state;
+    ap_cred_t *c = setup(OAUTH2_CONF(",\"grant\":\"password\",\"username\":\"ann\","
+                                     "\"password\":\"p&w\",\"auth_method\":\"client_secret_post\","
+                                     "\"audience\":\"https://api.example\",\"resource\":"
+                                     "\"urn:r\",\"scope\":\"read write\",\"params\":{\"tenant\":"
+                                     "\"t1\"}"));
+    rec_t r;
+    rec_init(&r);
+    ap_token_t *t = NULL;
+    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    fake_fetch_t *f = last_fetch();
+    assert_null(f->basic_user);
+    const char *want[] = {"grant_type=password",
+                          "username=ann",
+                          "password=p%26w",
+                          "client_id=the-id",
+                          "client_secret=s3cr3t-value",
+                          "audience=https%3A%2F%2Fapi.example",
+                          "resource=urn%3Ar",
+                          "scope=read+write",
+                          "tenant=t1"};
+    for (size_t i = 0; i < AP_ARRAY_LEN(want); i++)
+        assert_form_has(f->body, want[i]);
+    answer(200, token_json("P1", 3600, NULL));
+    assert_token(c, "Bearer P1");
+}
+
+static void
+oauth2_refresh_token_grant_uses_and_rotates_the_configured_token(void **state)
+{
+    (void)state;
+    ap_cred_t *c = setup(OAUTH2_CONF(",\"grant\":\"refresh_token\",\"refresh_token\":\"RT0\""));
+    rec_t r;
+    rec_init(&r);
+    ap_token_t *t = NULL;
+    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    assert_form_has(last_fetch()->body, "grant_type=refresh_token");
+    assert_form_has(last_fetch()->body, "refresh_token=RT0");
+    answer(200, token_json("A1", 100, "RT1"));
+    advance(80000);
+    assert_form_has(last_fetch()->body, "refresh_token=RT1");
+    answer(200, token_json("A2", 100, NULL)); /* no rotation this time: RT1 stays */
+    advance(80000);
+    assert_form_has(last_fetch()->body, "refresh_token=RT1");
+    answer(200, token_json("A3", 100, NULL));
+    assert_token(c, "Bearer A3");
+}
+
 static void
 free_with_waiters_fails_them_and_cancels_the_fetch(void **state)
 {
@@ -732,6 +794,8 @@ main(void)
         T(prefetch_makes_ready_and_retries_on_its_own),
         T(reload_keeps_unchanged_credentials),
         T(custom_refresh_request_renews_and_falls_back),
+        T(oauth2_password_grant_with_post_auth_and_parameters),
+        T(oauth2_refresh_token_grant_uses_and_rotates_the_configured_token),
         T(free_with_waiters_fails_them_and_cancels_the_fetch),
 #undef T
     };

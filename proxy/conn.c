@@ -152,6 +152,7 @@ ap_conn_accept(ap_server_t *s, evutil_socket_t fd, struct sockaddr *sa, int sale
     bufferevent_setwatermark(c->bev, EV_READ, 0, AP_HIGH_WATER);
     /* Writing is write-through (on_flush); EV_WRITE is enabled only while a backlog remains. */
     evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_added, c);
+    bufferevent_disable(c->bev, EV_WRITE); /* libevent enables it on creation */
     bufferevent_enable(c->bev, EV_READ);
     c->reading_head = true;
     arm_ms(c->timer, conf->limits.head_timeout_ms);
@@ -815,8 +816,12 @@ on_flush(evutil_socket_t fd, short what, void *arg)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(c->bev) & EV_WRITE))
         return;
+    /* The bufferevent keeps its output's start frozen except while it writes; so do we. */
+    evbuffer_unfreeze(out, 1);
     int n = evbuffer_write(out, bufferevent_getfd(c->bev));
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
         /* Let the bufferevent meet the error and report it through on_event. */
         bufferevent_enable(c->bev, EV_WRITE);
         return;

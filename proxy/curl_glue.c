@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -19,14 +20,64 @@ struct ap_curl_s {
     CURL *pool[AP_CURL_POOL_MAX]; /* owned: idle handles, reset, in no multi */
     size_t npool;
     const ap_curl_opts_t *fetch_opts; /* borrowed: for token fetches */
+    struct sock_s **socks;            /* owned: by fd, the sockets curl has asked us to watch */
+    size_t nsocks;
 };
 
-/* One per curl socket, stored with curl_multi_assign. */
+/*
+ * One per curl socket, from the first time curl asks us to watch it until curl closes it
+ * (CURLOPT_CLOSESOCKETFUNCTION). When a transfer ends on a kept-alive connection curl says
+ * CURL_POLL_REMOVE, and the next transfer on it asks for CURL_POLL_IN again: rather than an
+ * epoll_ctl DEL and ADD per request, a socket watched for reading is "parked" (left registered).
+ * If a parked socket becomes readable (the server closed the idle connection) the event is
+ * dropped then; curl checks a connection before reusing it anyway.
+ */
 typedef struct sock_s {
     curl_socket_t fd;
     struct event *ev;
     ap_curl_t *g;
+    short kind; /* EV_READ/EV_WRITE currently registered; 0 = none */
+    bool parked;
 } sock_t;
+
+static sock_t *
+sock_get(ap_curl_t *g, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < g->nsocks ? g->socks[s] : NULL;
+}
+
+static void
+sock_set(ap_curl_t *g, curl_socket_t s, sock_t *sk)
+{
+    if ((size_t)s >= g->nsocks) {
+        size_t n = g->nsocks ? g->nsocks : 64;
+        while (n <= (size_t)s)
+            n *= 2;
+        g->socks = ap_xrealloc(g->socks, n * sizeof(*g->socks));
+        memset(g->socks + g->nsocks, 0, (n - g->nsocks) * sizeof(*g->socks));
+        g->nsocks = n;
+    }
+    g->socks[s] = sk;
+}
+
+static void
+sock_free(ap_curl_t *g, sock_t *sk)
+{
+    sock_set(g, sk->fd, NULL);
+    event_free(sk->ev);
+    free(sk);
+}
+
+/* curl closes a socket: forget it first, so a new socket with the same number starts clean. */
+static int
+close_cb(void *clientp, curl_socket_t s)
+{
+    ap_curl_t *g = clientp;
+    sock_t *sk = sock_get(g, s);
+    if (sk != NULL)
+        sock_free(g, sk);
+    return close(s);
+}
 
 static void
 check_multi_info(ap_curl_t *g)
@@ -53,7 +104,15 @@ check_multi_info(ap_curl_t *g)
 static void
 on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
-    ap_curl_t *g = arg;
+    sock_t *sk = arg;
+    ap_curl_t *g = sk->g;
+    if (sk->parked) {
+        /* An idle kept-alive connection stirred (closed by the server, most likely): stop
+         * watching; curl finds out when it next considers reusing the connection. */
+        event_del(sk->ev);
+        sk->kind = 0;
+        return;
+    }
     int action =
         ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running;
@@ -91,32 +150,41 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static int
 sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
+    (void)easy, (void)socketp;
     ap_curl_t *g = userp;
-    sock_t *sk = socketp;
+    sock_t *sk = sock_get(g, s);
     if (what == CURL_POLL_REMOVE) {
-        if (sk != NULL) {
-            event_free(sk->ev);
-            free(sk);
-            curl_multi_assign(g->multi, s, NULL);
+        if (sk == NULL)
+            return 0;
+        sk->parked = true;
+        if (sk->kind & EV_WRITE) { /* a writable socket would fire without end */
+            event_del(sk->ev);
+            sk->kind = 0;
         }
         return 0;
     }
-    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                         ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+    short kind =
+        (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     if (sk == NULL) {
         sk = ap_xcalloc(1, sizeof(*sk));
         sk->fd = s;
         sk->g = g;
-        sk->ev = event_new(g->base, s, kind, on_sock_event, g);
+        sk->ev = event_new(g->base, s, (short)(kind | EV_PERSIST), on_sock_event, sk);
         if (sk->ev == NULL) {
             free(sk);
             return -1;
         }
-        curl_multi_assign(g->multi, s, sk);
+        sock_set(g, s, sk);
+    } else if (sk->kind == kind) {
+        sk->parked = false;
+        return 0; /* already registered as wanted: no syscall */
     } else {
-        event_del(sk->ev);
-        event_assign(sk->ev, g->base, s, kind, on_sock_event, g);
+        if (sk->kind != 0)
+            event_del(sk->ev);
+        event_assign(sk->ev, g->base, s, (short)(kind | EV_PERSIST), on_sock_event, sk);
     }
+    sk->parked = false;
+    sk->kind = kind;
     event_add(sk->ev, NULL);
     return 0;
 }
@@ -154,8 +222,13 @@ ap_curl_free(ap_curl_t *g)
         return;
     for (size_t i = 0; i < g->npool; i++)
         curl_easy_cleanup(g->pool[i]);
-    /* Order matters: cleanup closes pooled connections through sock_cb, which needs the base. */
+    /* Order matters: cleanup closes pooled connections through sock_cb and close_cb, which
+     * need the base. */
     curl_multi_cleanup(g->multi);
+    for (size_t i = 0; i < g->nsocks; i++)
+        if (g->socks[i] != NULL)
+            sock_free(g, g->socks[i]);
+    free(g->socks);
     event_free(g->timer);
     free(g);
 }
@@ -164,6 +237,8 @@ ap_rc_t
 ap_curl_add(ap_curl_t *g, ap_xfer_t *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, g);
     CURLMcode mc = curl_multi_add_handle(g->multi, x->easy);
     if (mc != CURLM_OK) {
         ap_log_error("curl_multi_add_handle: %s", curl_multi_strerror(mc));

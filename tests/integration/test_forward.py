@@ -507,3 +507,16 @@ def test_limits_max_headers_gives_431_and_nothing_sent(ca, origin_factory, proxy
              b"Connection: close\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200 ")
     assert [r.target for r in o.requests] == ["/b"]
+
+
+def test_upstream_closing_idle_connections_is_survived(ca, origin_factory, proxy_factory):
+    # An upstream that drops each kept-alive connection right after its response (as servers
+    # with short idle timeouts do): the proxy notices, and every request still succeeds.
+    o, p = start(ca, origin_factory, proxy_factory,
+                 handler=lambda req: Response(200, [("Content-Type", "text/plain")], b"ok",
+                                              hangup=True))
+    for i in range(10):
+        with urlopen_via(p.proxy_url, "http://api.example.com/n/%d" % i) as r:
+            assert r.status == 200 and r.read() == b"ok"
+    assert len(o.requests) == 10
+    assert len({r.conn_id for r in o.requests}) == 10  # a fresh upstream connection each time

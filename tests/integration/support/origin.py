@@ -31,13 +31,14 @@ class Request:
 
 class Response:
     def __init__(self, status=200, headers=None, body=b"", chunked=False, close=False,
-                 stream=None):
+                 stream=None, hangup=False):
         self.status = status
         self.headers = list(headers or [])
         self.body = body
         self.chunked = chunked
         self.close = close  # close-delimited body (no Content-Length)
         self.stream = stream  # iterable of bytes chunks (with chunked or close)
+        self.hangup = hangup  # framed response, then the connection is closed unannounced
 
 
 REASONS = {100: "Continue", 200: "OK", 204: "No Content", 302: "Found", 304: "Not Modified",
@@ -117,7 +118,8 @@ class Origin:
         resp = self.handler(req)
         if resp is None:
             return False
-        keep = not resp.close and (req.header("Connection") or "").lower() != "close"
+        keep = (not resp.close and not resp.hangup
+                and (req.header("Connection") or "").lower() != "close")
         out = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "X"))]
         names = {k.lower() for k, _ in resp.headers}
         out += ["%s: %s" % kv for kv in resp.headers]

@@ -610,14 +610,7 @@ handle_request(ap_req_t *r)
         lower(r->host);
     }
     r->port = t->port;
-    if (t->path != NULL) {
-        if (t->path_len > 0 && t->path[0] != '/')
-            r->path = ap_xasprintf("/%.*s", (int)t->path_len, t->path);
-        else
-            r->path = ap_xstrndup(t->path, t->path_len);
-    } else {
-        r->path = ap_xstrdup("/");
-    }
+    r->path = ap_http1_target_path(t);
 
     if (!ap_router_client_allowed(conf, (struct sockaddr *)&c->peer_addr)) {
         ap_conn_send_error(c, 403, "client_not_allowed",

@@ -559,6 +559,16 @@ ap_http1_parse_target(const char *target, size_t len, bool is_connect, ap_target
     return AP_OK;
 }
 
+char *
+ap_http1_target_path(const ap_target_t *t)
+{
+    if (t->path == NULL)
+        return ap_xstrdup("/");
+    if (t->path_needs_slash)
+        return ap_xasprintf("/%.*s", (int)t->path_len, t->path);
+    return ap_xstrndup(t->path, t->path_len);
+}
+
 /* --- Tables ------------------------------------------------------------------------------ */
 
 static const struct {

@@ -112,6 +112,10 @@ typedef struct ap_target_s {
  * not lowercased. Asterisk and authority forms leave path NULL. */
 ap_rc_t ap_http1_parse_target(const char *target, size_t len, bool is_connect, ap_target_t *t);
 
+/* The path to forward for a parsed target, as a fresh string: "/" when there is none, a "/"
+ * prepended when path_needs_slash. */
+char *ap_http1_target_path(const ap_target_t *t);
+
 /* The standard reason phrase for a status code ("OK", "Not Found", ...; "Unknown" otherwise). */
 const char *ap_http1_reason(int status);
 

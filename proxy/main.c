@@ -48,13 +48,7 @@ explain(const ap_conf_t *conf, const char *method, const char *url)
     for (char *p = host; p && *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p + 32);
-    char *path;
-    if (t.path == NULL)
-        path = ap_xstrdup("/");
-    else if (t.path_needs_slash) /* "http://host?q" asks for "/?q" */
-        path = ap_xasprintf("/%.*s", (int)t.path_len, t.path);
-    else
-        path = ap_xstrndup(t.path, t.path_len);
+    char *path = ap_http1_target_path(&t);
     const ap_route_conf_t *rt;
     int rc = 0;
     if (t.form == AP_TARGET_ABSOLUTE && t.https) {

@@ -451,3 +451,40 @@ def test_json_logs_with_levels_and_text_format(ca, origin_factory, proxy_factory
     line = q.wait_log(r" access ")
     assert "GET api.example.com/b 200" in line
     assert not any(ln.startswith("{") for ln in q.lines())
+
+
+def test_sigterm_drain_deadline_cuts_off_a_request_that_never_ends(ca, origin_factory,
+                                                                   proxy_factory):
+    release = threading.Event()
+    o = origin_factory(slow_origin(release))
+    cfg = base_config(ca, o.port)
+    cfg["limits"]["drain_timeout_ms"] = 300
+    cfg["limits"]["response_timeout_ms"] = 60000
+    p = proxy_factory(cfg)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        r=curl("-x", p.proxy_url, "http://api.example.com/slow")))
+    t.start()
+    wait_for(lambda: o.requests)
+    p.proc.send_signal(15)
+    p.wait_log("drain deadline reached with 1 connection")
+    assert p.proc.wait(15) == 0
+    t.join(20)
+    release.set()
+    assert result["r"].returncode != 0  # cut off mid-body, not completed
+    assert len(result["r"].stdout) == 1000
+
+
+def test_non_loopback_listener_accepted_with_explicit_override(ca, tmp_path):
+    # Checked with --check only: tests never bind beyond 127.0.0.0/8.
+    for client_auth in ({"insecure_allow_unauthenticated": True}, {"allow": ["10.0.0.0/8"]},
+                        {"users": {"ci": "s3cret-pw-77"}}):
+        cfg = base_config(ca, 9)
+        cfg["listen"] = "0.0.0.0:3128"
+        cfg["client_auth"] = client_auth
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(cfg))
+        r = subprocess.run([os.environ["AUTHPROXY_BIN"], "--check", "-c", str(path)],
+                           capture_output=True, timeout=15, text=True)
+        assert r.returncode == 0, (client_auth, r.stderr)
+        assert "s3cret-pw-77" not in r.stdout + r.stderr

@@ -239,6 +239,16 @@ assert_token(ap_cred_t *c, const char *value)
     ap_token_unref(t);
 }
 
+/* Starts a wait on a credential without a valid token: AP_AGAIN, or fails the test. */
+static void
+acquire_waiting(ap_cred_t *c, rec_t *r)
+{
+    rec_init(r);
+    ap_token_t *t = NULL;
+    assert_int_equal(ap_cred_acquire(c, &r->w, &t), AP_AGAIN);
+    assert_null(t);
+}
+
 static char errbuf[8192];
 static ap_conf_t *conf;
 static ap_auth_t *auth;
@@ -354,9 +364,7 @@ refresh_ahead_keeps_serving(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(200, token_json("A1", 100, NULL));
     /* Margin: a fifth of the lifetime (20 s of 100 s). */
     advance(79999);
@@ -386,9 +394,7 @@ outage_serves_valid_token_never_an_expired_one(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(200, token_json("A1", 100, NULL));
     advance(80000); /* refresh starts */
     answer(503, "{\"error\":\"temporarily_unavailable\"}");
@@ -406,7 +412,7 @@ outage_serves_valid_token_never_an_expired_one(void **state)
     while (live_fetches() > 0)
         answer(0, "");
     rec_init(&r);
-    t = NULL;
+    ap_token_t *t = NULL;
     ap_rc_t rc = ap_cred_acquire(c, &r.w, &t);
     assert_true(rc != AP_OK);
     assert_null(t);
@@ -446,11 +452,10 @@ backoff_doubles_with_jitter_up_to_a_minute(void **state)
     /* The other end of the jitter: +20 %. */
     W.rnd = UINT32_MAX;
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(500, "");
     rec_init(&r);
+    ap_token_t *t = NULL;
     assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_ERR);
     assert_true(r.w.retry_after_s >= 48 && r.w.retry_after_s <= 72);
     /* Recovery resets the backoff. */
@@ -512,10 +517,9 @@ invalidate_after_401_fetches_once(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(200, token_json("A1", 3600, NULL));
+    ap_token_t *t = NULL;
     assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_OK);
     ap_token_t *old = t;
     ap_cred_invalidate(c, old);
@@ -544,9 +548,7 @@ refresh_token_rotates_then_falls_back_to_primary_grant(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(200, token_json("A1", 100, "R1"));
     advance(80000);
     assert_non_null(strstr(last_fetch()->body, "grant_type=refresh_token"));
@@ -580,9 +582,7 @@ client_secret_basic_is_form_encoded(void **state)
         "\"credential\":\"o\"}]}";
     ap_cred_t *c = setup(j);
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     fake_fetch_t *f = last_fetch();
     /* RFC 6749 2.3.1: application/x-www-form-urlencoded before Basic. */
     assert_string_equal(f->basic_user, "id%3Awith+space");
@@ -614,9 +614,7 @@ reload_keeps_unchanged_credentials(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     answer(200, token_json("A1", 3600, NULL));
 
     /* Same credential, another route: the token moves over. */
@@ -647,8 +645,7 @@ reload_keeps_unchanged_credentials(void **state)
     ap_conf_unref(conf);
     auth = a3;
     conf = c3;
-    rec_init(&r);
-    assert_int_equal(ap_cred_acquire(ap_auth_find(auth, "o"), &r.w, &t), AP_AGAIN);
+    acquire_waiting(ap_auth_find(auth, "o"), &r);
     /* client_secret_basic is the default (RFC 6749 2.3.1: servers must support it). */
     assert_string_equal(last_fetch()->basic_pass, "rotated");
     answer(200, token_json("A2", 3600, NULL));
@@ -670,9 +667,7 @@ custom_refresh_request_renews_and_falls_back(void **state)
         "\"credential\":\"o\"}]}";
     ap_cred_t *c = setup(j);
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     assert_string_equal(last_fetch()->body, "{\"user\":\"u\",\"password\":\"pw\"}");
     answer(200, "{\"data\":{\"tok\":\"T1\",\"ttl\":100,\"rt\":\"R1\"}}");
     assert_string_equal(r.value, "T1");
@@ -713,9 +708,7 @@ oauth2_password_grant_with_post_auth_and_parameters(void **state)
                                      "\"urn:r\",\"scope\":\"read write\",\"params\":{\"tenant\":"
                                      "\"t1\"}"));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     fake_fetch_t *f = last_fetch();
     assert_null(f->basic_user);
     const char *want[] = {"grant_type=password",
@@ -739,9 +732,7 @@ oauth2_refresh_token_grant_uses_and_rotates_the_configured_token(void **state)
     (void)state;
     ap_cred_t *c = setup(OAUTH2_CONF(",\"grant\":\"refresh_token\",\"refresh_token\":\"RT0\""));
     rec_t r;
-    rec_init(&r);
-    ap_token_t *t = NULL;
-    assert_int_equal(ap_cred_acquire(c, &r.w, &t), AP_AGAIN);
+    acquire_waiting(c, &r);
     assert_form_has(last_fetch()->body, "grant_type=refresh_token");
     assert_form_has(last_fetch()->body, "refresh_token=RT0");
     answer(200, token_json("A1", 100, "RT1"));

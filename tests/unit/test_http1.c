@@ -813,6 +813,29 @@ test_targets(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* The path forwarded upstream: always starts with "/", query kept. */
+static void
+test_target_path(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+        bool connect;
+    } cases[] = {{"http://a.example?q=1", "/?q=1", false},
+                 {"http://a.example", "/", false},
+                 {"http://a.example/x?y", "/x?y", false},
+                 {"/p/q", "/p/q", false},
+                 {"a.example:443", "/", true}};
+    for (size_t i = 0; i < AP_ARRAY_LEN(cases); i++) {
+        ap_target_t t;
+        assert_int_equal(
+            ap_http1_parse_target(cases[i].in, strlen(cases[i].in), cases[i].connect, &t), AP_OK);
+        char *p = ap_http1_target_path(&t);
+        assert_string_equal(p, cases[i].want);
+        free(p);
+    }
+}
+
 static void
 test_target_host_length(void **state)
 {
@@ -904,6 +927,7 @@ main(void)
         cmocka_unit_test(test_incremental_identical),
         cmocka_unit_test(test_prev_len_any_split),
         cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_target_path),
         cmocka_unit_test(test_target_host_length),
         cmocka_unit_test(test_reason),
         cmocka_unit_test(test_hop_by_hop),

@@ -7,6 +7,7 @@
  *   POST /tokens/<name>/refresh    start a token refresh now
  */
 #include "core.h"
+#include "h1up.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -190,6 +191,27 @@ render_metrics(ap_server_t *s, struct evbuffer *b)
                         "# TYPE authproxy_upstream_transfers gauge\n"
                         "authproxy_upstream_transfers %llu\n",
                         (unsigned long long)s->nconns, (unsigned long long)ap_curl_active(s->curl));
+    ap_h1up_stats_t hs;
+    ap_h1up_stats(s->h1up, &hs);
+    evbuffer_add_printf(
+        b,
+        "# HELP authproxy_upstream_direct_requests_total Requests sent over the HTTP/1.1 fast "
+        "path's own connections (the rest go through curl).\n"
+        "# TYPE authproxy_upstream_direct_requests_total counter\n"
+        "authproxy_upstream_direct_requests_total %llu\n"
+        "# HELP authproxy_upstream_direct_connections_total Upstream connections the fast path "
+        "opened.\n"
+        "# TYPE authproxy_upstream_direct_connections_total counter\n"
+        "authproxy_upstream_direct_connections_total %llu\n"
+        "# HELP authproxy_upstream_direct_fallbacks_total Fast-path requests retried through curl "
+        "after a failure before any response byte.\n"
+        "# TYPE authproxy_upstream_direct_fallbacks_total counter\n"
+        "authproxy_upstream_direct_fallbacks_total %llu\n"
+        "# HELP authproxy_upstream_direct_idle_connections Idle pooled fast-path connections.\n"
+        "# TYPE authproxy_upstream_direct_idle_connections gauge\n"
+        "authproxy_upstream_direct_idle_connections %llu\n",
+        (unsigned long long)hs.requests, (unsigned long long)hs.connections,
+        (unsigned long long)hs.fallbacks, (unsigned long long)hs.idle);
 
     static const struct {
         const char *name, *type, *help;

@@ -12,6 +12,7 @@
  * Freeing happens only in the reaper (ap_conn_reap), never inside a callback.
  */
 #include "core.h"
+#include "h1up.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -164,6 +165,7 @@ ap_req_free(ap_req_t *r)
     if (r == NULL)
         return;
     ap_cred_cancel(&r->waiter);
+    ap_h1up_detach(r);
     if (r->xfer.easy) {
         ap_curl_remove(r->conn->srv->curl, &r->xfer);
         /* A handle removed while paused may keep pause state and held data: not reused. */
@@ -215,6 +217,7 @@ ap_conn_close(ap_conn_t *c, const char *reason)
         ap_cred_cancel(&c->req->waiter);
         if (c->req->timer)
             evtimer_del(c->req->timer);
+        ap_h1up_detach(c->req);
         if (c->req->xfer.easy)
             ap_curl_remove(c->srv->curl, &c->req->xfer);
         ap_tunnel_stop(c->req->tunnel);

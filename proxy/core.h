@@ -38,6 +38,8 @@ typedef struct ap_conn_s ap_conn_t;
 typedef struct ap_req_s ap_req_t;
 typedef struct ap_tunnel_s ap_tunnel_t;
 typedef struct ap_metrics_s ap_metrics_t;
+typedef struct ap_h1up_s ap_h1up_t;
+typedef struct ap_h1conn_s ap_h1conn_t;
 
 /* --- Requests --------------------------------------------------------------------------- */
 
@@ -84,8 +86,10 @@ struct ap_req_s {
     uint64_t bytes_in; /* body bytes received */
     bool sent_continue;
 
-    /* Upstream leg */
+    /* Upstream leg: a curl transfer (xfer.easy) or a fast-path connection (h1), never both */
     ap_xfer_t xfer;
+    ap_h1conn_t *h1; /* borrowed from the server's h1up engine while attached */
+    bool h1_refused; /* the fast path failed before a response byte: curl only from now */
     struct curl_slist *up_headers; /* owned; holds the token line: wiped on free */
     char *url;                     /* owned */
     char errbuf[256];
@@ -133,6 +137,7 @@ struct ap_server_s {
     struct event_base *base; /* owned */
     struct evdns_base *dns;  /* owned: CONNECT tunnels resolve without blocking */
     ap_curl_t *curl;         /* owned */
+    ap_h1up_t *h1up;         /* owned: the HTTP/1.1 upstream fast path */
     ap_auth_io_t auth_io;
     ap_auth_t *auth; /* owned */
     ap_conf_t *conf; /* owned ref: the current snapshot */
@@ -195,6 +200,20 @@ void ap_req_free(ap_req_t *r);
 /* upstream.c */
 ap_rc_t ap_upstream_start(ap_req_t *r);
 void ap_upstream_abort(ap_req_t *r);
+/* For both upstream engines (curl in upstream.c, the fast path in h1up.c): */
+/* The final response head is in r->status / r->resp_head. false: a 401 to replay instead
+ * (drop this attempt, then call ap_upstream_replay). */
+bool ap_upstream_head_ready(ap_req_t *r);
+void ap_upstream_replay(ap_req_t *r);
+/* Response body bytes to the client; the fast path is paused above the high-water mark. */
+void ap_upstream_emit(ap_req_t *r, const char *p, size_t len);
+/* The response is complete. */
+void ap_upstream_finish(ap_req_t *r);
+/* The upstream failed: an error response (status, stable code) if nothing was sent yet, else
+ * the client connection is closed mid-body. */
+void ap_upstream_fail(ap_req_t *r, int status, const char *code, const char *why);
+/* The fast path gave up before any response byte: send the request through curl instead. */
+void ap_upstream_fallback(ap_req_t *r);
 /* More client body bytes arrived (unpause curl's send side). */
 void ap_upstream_on_client_readable(ap_req_t *r);
 /* Client output drained (unpause curl's receive side). */
@@ -210,9 +229,15 @@ void ap_tunnel_stop(ap_tunnel_t *t);
 void ap_tunnel_free(ap_tunnel_t *t);
 
 /* headers.c */
-/* Builds the upstream header list: client headers minus hop-by-hop, Proxy-*, Host, framing,
- * Expect, and (credentialed route) the injected header name; plus Via, the token line, the
- * credential's extra headers. Secrets live only in the returned list. */
+/* One outbound header line, "Name: value" or "Name:" for an empty value (no CRLF). */
+typedef void (*ap_header_line_cb)(void *ud, const char *line, size_t len);
+/* The outbound request headers, in order: client headers minus hop-by-hop, Proxy-*, Host,
+ * framing, Expect, Via and (credentialed route) the injected header name; then Via with our
+ * pseudonym, the credential's extra headers, the token line. Secrets pass through `emit`. */
+void ap_headers_each(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
+                     const char *const *extra, ap_header_line_cb emit, void *ud);
+/* The same lines as a curl header list, plus the suppression of curl's own Accept and Expect.
+ * Secrets live only in the returned list. */
 struct curl_slist *ap_headers_upstream(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
                                        const char *const *extra);
 /* True if the Via header carries our own pseudonym (a request loop). */

@@ -5,6 +5,7 @@
  */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static bool
@@ -52,14 +53,12 @@ dropped(const ap_req_t *r, const ap_header_t *x, const char *inject_name)
     return false;
 }
 
-struct curl_slist *
-ap_headers_upstream(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
-                    const char *const *extra)
+void
+ap_headers_each(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
+                const char *const *extra, ap_header_line_cb emit, void *ud)
 {
-    struct curl_slist *l = NULL;
     ap_buf_t line = {0};
     const char *inject_name = tok ? ap_token_header_name(tok) : NULL;
-    bool has_accept = false;
     const ap_header_t *via = NULL;
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const ap_header_t *x = &r->h.headers[i];
@@ -70,34 +69,62 @@ ap_headers_upstream(const ap_req_t *r, const char *via_id, const ap_token_t *tok
         /* A credentialed route replaces the client's own Authorization, never duplicates it. */
         if (r->cred != NULL && ap_memieq(x->name, x->name_len, "authorization", 13))
             continue;
-        if (ap_memieq(x->name, x->name_len, "accept", 6))
-            has_accept = true;
         ap_buf_reset(&line);
         ap_buf_append(&line, x->name, x->name_len);
-        if (x->value_len == 0) {
-            ap_buf_append(&line, ";", 1); /* curl's spelling of "send it empty" */
-        } else {
-            ap_buf_append(&line, ": ", 2);
+        ap_buf_append(&line, ":", 1);
+        if (x->value_len > 0) {
+            ap_buf_append(&line, " ", 1);
             ap_buf_append(&line, x->value, x->value_len);
         }
-        l = curl_slist_append(l, line.data);
+        emit(ud, line.data, line.len);
     }
     ap_buf_reset(&line);
     if (via != NULL)
         ap_buf_appendf(&line, "Via: %.*s, 1.1 %s", (int)via->value_len, via->value, via_id);
     else
         ap_buf_appendf(&line, "Via: 1.1 %s", via_id);
-    l = curl_slist_append(l, line.data);
-    /* Suppress headers curl would add on its own. */
-    if (!has_accept)
-        l = curl_slist_append(l, "Accept:");
-    l = curl_slist_append(l, "Expect:");
+    emit(ud, line.data, line.len);
     for (const char *const *e = extra; e && *e; e++)
-        l = curl_slist_append(l, *e);
-    if (tok != NULL)
-        l = curl_slist_append(l, ap_token_header_line(tok));
+        emit(ud, *e, strlen(*e));
+    if (tok != NULL) {
+        const char *t = ap_token_header_line(tok);
+        emit(ud, t, strlen(t));
+    }
     ap_buf_free(&line, false);
-    return l;
+}
+
+typedef struct slist_acc_s {
+    struct curl_slist *l;
+    bool has_accept;
+} slist_acc_t;
+
+static void
+slist_emit(void *ud, const char *line, size_t len)
+{
+    slist_acc_t *a = ud;
+    if (len >= 7 && ap_memieq(line, 7, "accept:", 7))
+        a->has_accept = true;
+    if (len > 0 && line[len - 1] == ':') {
+        /* curl's spelling of "send it with an empty value" is "Name;". */
+        char *tmp = ap_xasprintf("%.*s;", (int)(len - 1), line);
+        a->l = curl_slist_append(a->l, tmp);
+        free(tmp);
+        return;
+    }
+    a->l = curl_slist_append(a->l, line);
+}
+
+struct curl_slist *
+ap_headers_upstream(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
+                    const char *const *extra)
+{
+    slist_acc_t a = {NULL, false};
+    ap_headers_each(r, via_id, tok, extra, slist_emit, &a);
+    /* Suppress headers curl would add on its own. */
+    if (!a.has_accept)
+        a.l = curl_slist_append(a.l, "Accept:");
+    a.l = curl_slist_append(a.l, "Expect:");
+    return a.l;
 }
 
 bool

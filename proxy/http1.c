@@ -651,3 +651,158 @@ ap_http1_is_hop_by_hop(const char *name, size_t len)
             return true;
     return len >= 6 && ap_memieq(name, 6, "proxy-", 6);
 }
+
+/* --- Response heads (the upstream's answer) ------------------------------------------------ */
+
+/* Comma-separated list element test, for Connection and Transfer-Encoding values. Returns the
+ * number of elements; *has is set when `tok` is one of them, *last_is when it is the last. */
+static size_t
+list_scan(const char *v, size_t len, const char *tok, bool *has, bool *last_is)
+{
+    size_t n = 0;
+    size_t tlen = strlen(tok);
+    const char *p = v, *end = v + len;
+    *last_is = false;
+    while (p < end) {
+        while (p < end && (is_ows(*p) || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && is_ows(e[-1]))
+            e--;
+        if (e > s) {
+            n++;
+            *last_is = ap_memieq(s, (size_t)(e - s), tok, tlen);
+            if (*last_is)
+                *has = true;
+        }
+    }
+    return n;
+}
+
+static ap_rc_t
+parse_status_line(const char *p, size_t len, ap_http1_resp_t *r)
+{
+    /* HTTP-version SP 3DIGIT SP [reason]; we also accept a missing reason and its SP. */
+    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
+        return AP_ERR;
+    if (!is_digit(p[9]) || !is_digit(p[10]) || !is_digit(p[11]) || p[9] == '0')
+        return AP_ERR;
+    if (len > 12 && p[12] != ' ')
+        return AP_ERR;
+    r->minor_version = p[7] - '0';
+    r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    return AP_OK;
+}
+
+static ap_rc_t
+resp_content_length(const char *v, size_t len, ap_http1_resp_t *r, bool *seen)
+{
+    uint64_t n = 0;
+    if (len == 0 || len > 19)
+        return AP_ERR;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(v[i]))
+            return AP_ERR;
+        n = n * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (n > MAX_CONTENT_LENGTH || (*seen && n != r->content_length))
+        return AP_ERR;
+    *seen = true;
+    r->content_length = n;
+    return AP_OK;
+}
+
+ap_rc_t
+ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_resp_t *r,
+                        ap_http1_header_cb cb, void *ud)
+{
+    /* The end of the head first: nothing is reported for a head that is not complete. LF alone
+     * ends a line too (RFC 9112 2.2 lets a recipient accept it); a bare CR never does. */
+    size_t scan = len < max_head ? len : max_head;
+    size_t end = 0;
+    for (size_t i = 0; i + 1 < scan; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (buf[i + 1] == '\n') {
+            end = i + 2;
+            break;
+        }
+        if (buf[i + 1] == '\r' && i + 2 < scan && buf[i + 2] == '\n') {
+            end = i + 3;
+            break;
+        }
+    }
+    if (end == 0)
+        return scan >= max_head ? AP_ERR : AP_AGAIN;
+    memset(r, 0, sizeof(*r));
+    r->head_len = end;
+    bool seen_cl = false, te = false, te_chunked = false, conn_close = false, conn_keep = false;
+    const char *p = buf, *stop = buf + end;
+    bool first = true;
+    while (p < stop) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p));
+        size_t l = (size_t)(nl - p);
+        const char *next = nl + 1;
+        if (l > 0 && p[l - 1] == '\r')
+            l--;
+        for (size_t i = 0; i < l; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                return AP_ERR; /* bare CR, NUL, other controls: never pass them on */
+        }
+        if (first) {
+            if (parse_status_line(p, l, r) != AP_OK)
+                return AP_ERR;
+            first = false;
+        } else if (l > 0) {
+            const char *colon = memchr(p, ':', l);
+            if (colon == NULL || colon == p)
+                return AP_ERR; /* also obs-fold: the line starts with whitespace */
+            ap_header_t h = {p, (size_t)(colon - p), colon + 1, l - (size_t)(colon - p) - 1};
+            for (size_t i = 0; i < h.name_len; i++)
+                if (!is_tchar((unsigned char)h.name[i]))
+                    return AP_ERR;
+            while (h.value_len && is_ows(h.value[0])) {
+                h.value++;
+                h.value_len--;
+            }
+            while (h.value_len && is_ows(h.value[h.value_len - 1]))
+                h.value_len--;
+            if (ap_memieq(h.name, h.name_len, "content-length", 14)) {
+                if (resp_content_length(h.value, h.value_len, r, &seen_cl) != AP_OK)
+                    return AP_ERR;
+            } else if (ap_memieq(h.name, h.name_len, "transfer-encoding", 17)) {
+                bool has = false, last = false;
+                if (list_scan(h.value, h.value_len, "chunked", &has, &last) > 0) {
+                    te = true;
+                    te_chunked = last; /* a later line's last coding decides */
+                }
+            } else if (ap_memieq(h.name, h.name_len, "connection", 10)) {
+                bool last = false;
+                list_scan(h.value, h.value_len, "close", &conn_close, &last);
+                list_scan(h.value, h.value_len, "keep-alive", &conn_keep, &last);
+            }
+            if (cb != NULL)
+                cb(ud, &h);
+        }
+        p = next;
+    }
+    if (te) {
+        /* Transfer-Encoding overrides Content-Length (RFC 9112 6.3); such a message, or one
+         * whose final coding is not chunked, leaves the connection unfit for reuse. */
+        r->body = te_chunked ? AP_RESP_CHUNKED : AP_RESP_CLOSE;
+        r->keep_alive = te_chunked && !seen_cl;
+    } else if (seen_cl) {
+        r->body = AP_RESP_LENGTH;
+        r->keep_alive = true;
+    } else {
+        r->body = AP_RESP_CLOSE;
+        r->keep_alive = false;
+    }
+    if (conn_close || (r->minor_version == 0 && !conn_keep))
+        r->keep_alive = false;
+    return AP_OK;
+}

@@ -122,4 +122,37 @@ const char *ap_http1_reason(int status);
 /* A hop-by-hop header as RFC 9110 7.6.1 lists them, plus Proxy-* (never forwarded). */
 bool ap_http1_is_hop_by_hop(const char *name, size_t len);
 
+/* --- Response heads (what an upstream answers) ---------------------------------------------- */
+
+typedef enum {
+    AP_RESP_LENGTH,  /* content_length bytes follow */
+    AP_RESP_CHUNKED, /* chunked transfer coding */
+    AP_RESP_CLOSE    /* the body ends when the upstream closes */
+} ap_resp_body_t;
+
+typedef struct ap_http1_resp_s {
+    int minor_version; /* 0 or 1 */
+    int status;        /* 100..999 */
+    ap_resp_body_t body;
+    uint64_t content_length;
+    bool keep_alive; /* the connection may carry another request after this response */
+    size_t head_len; /* bytes of the head including the empty line */
+} ap_http1_resp_t;
+
+typedef void (*ap_http1_header_cb)(void *ud, const ap_header_t *h);
+
+/*
+ * Parses a response head from buf[0..len) (RFC 9112 section 4 and 6.3). AP_AGAIN until the
+ * empty line that ends the head has arrived (within max_head bytes); AP_OK with r filled and
+ * cb called once per header line in order (values OWS-trimmed, pointers into buf); AP_ERR for
+ * anything a proxy must not pass on: a malformed status line, control characters (bare CR,
+ * NUL) anywhere, obs-fold, a header name that is not a token, an invalid or conflicting
+ * Content-Length, or no end of head within max_head. Lines may end in CRLF or LF. The framing
+ * is decided here, except that the caller knows when there is no body at all (HEAD, 1xx, 204,
+ * 304). Transfer-Encoding overrides Content-Length, and a final coding other than chunked means
+ * the body runs until the connection closes; either makes the connection not reusable.
+ */
+ap_rc_t ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_resp_t *r,
+                                ap_http1_header_cb cb, void *ud);
+
 #endif

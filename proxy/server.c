@@ -3,6 +3,7 @@
  * config snapshot; signals as loop events (SIGTERM/SIGINT drain, SIGHUP reload).
  */
 #include "core.h"
+#include "h1up.h"
 
 #include <event2/dns.h>
 #include <event2/http.h>
@@ -53,6 +54,7 @@ apply_conf(ap_server_t *s)
     s->curl_opts.connect_to = s->connect_to;
     s->curl_opts.outbound_proxy = c->outbound_proxy;
     s->curl_opts.connect_timeout_ms = (long)c->limits.connect_timeout_ms;
+    ap_h1up_configure(s->h1up, c);
     ap_log_level_t lvl;
     if (c->log_level && ap_log_parse_level(c->log_level, &lvl) == AP_OK)
         ap_log_set_level(lvl);
@@ -146,7 +148,8 @@ ap_server_new(ap_conf_t *conf, const char *conf_path, bool env_only)
         evdns_base_load_hosts(s->dns, NULL);
     }
     s->curl = ap_curl_new(s->base);
-    if (s->curl == NULL)
+    s->h1up = ap_h1up_new(s->base);
+    if (s->curl == NULL || s->h1up == NULL)
         goto err;
     apply_conf(s);
     ap_curl_auth_io(s->curl, &s->auth_io);
@@ -199,6 +202,7 @@ ap_server_free(ap_server_t *s)
     ap_auth_free(s->auth);
     /* curl_multi_cleanup before the base: it may still call the socket callback. */
     ap_curl_free(s->curl);
+    ap_h1up_free(s->h1up);
     curl_slist_free_all(s->connect_to);
     curl_slist_free_all(s->old_connect_to);
     ap_metrics_free(s->metrics);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h1up.h"
 #include "log.h"
 
 void ap_conn_replay(ap_req_t *r);
@@ -135,7 +136,15 @@ ap_upstream_on_client_readable(ap_req_t *r)
 void
 ap_upstream_on_client_drained(ap_req_t *r)
 {
-    if (!r->paused_recv || r->xfer.easy == NULL)
+    if (!r->paused_recv)
+        return;
+    if (r->h1 != NULL) {
+        r->paused_recv = false;
+        evtimer_del(r->timer);
+        ap_h1up_resume(r);
+        return;
+    }
+    if (r->xfer.easy == NULL)
         return;
     r->paused_recv = false;
     evtimer_del(r->timer);
@@ -254,6 +263,32 @@ replayable(const ap_req_t *r)
     return r->cred != NULL && r->token != NULL && !r->replayed && r->keep_body;
 }
 
+bool
+ap_upstream_head_ready(ap_req_t *r)
+{
+    evtimer_del(r->timer);
+    if (r->status == 401 && replayable(r)) {
+        r->retry_401 = true;
+        return false;
+    }
+    send_response_head(r);
+    return true;
+}
+
+void
+ap_upstream_replay(ap_req_t *r)
+{
+    /* The API refused a token we believed valid: drop it, fetch anew, send again once. */
+    r->retry_401 = false;
+    r->replayed = true;
+    r->status = 0;
+    ap_buf_reset(&r->resp_head);
+    ap_log_info("credential \"%s\": upstream answered 401, refreshing the token and replaying",
+                ap_cred_name(r->cred));
+    ap_cred_invalidate(r->cred, r->token);
+    ap_conn_replay(r);
+}
+
 static size_t
 header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
@@ -287,12 +322,8 @@ header_cb(char *buf, size_t size, size_t nitems, void *ud)
             ap_buf_reset(&r->resp_head);
             return len;
         }
-        evtimer_del(r->timer);
-        if (r->status == 401 && replayable(r)) {
-            r->retry_401 = true;
+        if (!ap_upstream_head_ready(r))
             return 0; /* abort this attempt; on_done replays with a new token */
-        }
-        send_response_head(r);
         return len;
     }
     if (buf[0] == ' ' || buf[0] == '\t')
@@ -326,15 +357,33 @@ write_cb(char *p, size_t size, size_t nitems, void *ud)
         arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
         return CURL_WRITEFUNC_PAUSE;
     }
+    ap_upstream_emit(r, p, len);
+    return len;
+}
+
+void
+ap_upstream_emit(ap_req_t *r, const char *p, size_t len)
+{
+    if (r->no_body || len == 0)
+        return;
+    struct evbuffer *out = bufferevent_get_output(r->conn->bev);
     if (r->chunked_out) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
+        char line[24];
+        int n = snprintf(line, sizeof(line), "%zx\r\n", len);
+        evbuffer_add(out, line, (size_t)n);
         evbuffer_add(out, p, len);
         evbuffer_add(out, "\r\n", 2);
     } else {
         evbuffer_add(out, p, len);
     }
     r->bytes_out += len;
-    return len;
+    if (r->h1 != NULL && evbuffer_get_length(out) >= AP_HIGH_WATER) {
+        /* The fast path stops reading the upstream until the client drains. */
+        r->paused_recv = true;
+        bufferevent_setwatermark(r->conn->bev, EV_WRITE, AP_LOW_WATER, 0);
+        arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
+        ap_h1up_pause(r);
+    }
 }
 
 /* --- Completion ------------------------------------------------------------------------------- */
@@ -369,6 +418,35 @@ map_error(CURLcode rc, int *status, const char **code)
     }
 }
 
+void
+ap_upstream_finish(ap_req_t *r)
+{
+    if (r->chunked_out)
+        evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
+    ap_conn_request_done(r->conn);
+}
+
+void
+ap_upstream_fail(ap_req_t *r, int status, const char *code, const char *why)
+{
+    ap_conn_t *c = r->conn;
+    if (c->closing)
+        return;
+    if (r->headers_sent) {
+        ap_log_warn("conn %llu: upstream failed mid-response: %s", (unsigned long long)c->id, why);
+        ap_metrics_upstream_error(c->srv->metrics, "upstream_truncated");
+        r->error = "upstream_truncated";
+        ap_conn_close(c, "upstream failed mid-response");
+        return;
+    }
+    ap_log_warn("conn %llu: upstream %s failed: %s", (unsigned long long)c->id,
+                r->route ? r->route->label : (r->host ? r->host : "-"), why);
+    ap_metrics_upstream_error(c->srv->metrics, code);
+    char detail[320];
+    snprintf(detail, sizeof(detail), "upstream request failed: %s", why);
+    ap_conn_send_error(c, status, code, detail, 0);
+}
+
 static void
 on_done(ap_xfer_t *x, CURLcode rc)
 {
@@ -378,58 +456,58 @@ on_done(ap_xfer_t *x, CURLcode rc)
     if (c->closing)
         return;
     if (r->retry_401) {
-        /* The API refused a token we believed valid: drop it, fetch anew, send again once. */
         ap_curl_easy_put(c->srv->curl, r->xfer.easy);
         r->xfer.easy = NULL;
         for (struct curl_slist *l = r->up_headers; l; l = l->next)
             ap_wipe(l->data, strlen(l->data));
         curl_slist_free_all(r->up_headers);
         r->up_headers = NULL;
-        r->retry_401 = false;
-        r->replayed = true;
-        r->status = 0;
-        ap_buf_reset(&r->resp_head);
-        ap_log_info("credential \"%s\": upstream answered 401, refreshing the token and replaying",
-                    ap_cred_name(r->cred));
-        ap_cred_invalidate(r->cred, r->token);
-        ap_conn_replay(r);
+        ap_upstream_replay(r);
         return;
     }
-    if (!r->headers_sent) {
+    if (!r->headers_sent && rc == CURLE_ABORTED_BY_CALLBACK && r->error != NULL) {
+        ap_conn_send_error(c, 400, r->error, "malformed chunked request body", 0);
+        return;
+    }
+    if (rc != CURLE_OK || !r->headers_sent) {
         int status;
         const char *code;
-        if (rc == CURLE_ABORTED_BY_CALLBACK && r->error != NULL) {
-            ap_conn_send_error(c, 400, r->error, "malformed chunked request body", 0);
-            return;
-        }
         map_error(rc, &status, &code);
-        ap_log_warn("conn %llu: upstream %s failed: %s", (unsigned long long)c->id,
-                    r->route ? r->route->label : (r->host ? r->host : "-"),
-                    r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
-        ap_metrics_upstream_error(c->srv->metrics, code);
-        char detail[320];
-        snprintf(detail, sizeof(detail), "upstream request failed: %s",
-                 r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
-        ap_conn_send_error(c, status, code, detail, 0);
+        ap_upstream_fail(r, status, code, r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
         return;
     }
-    if (rc != CURLE_OK) {
-        ap_log_warn("conn %llu: upstream failed mid-response: %s", (unsigned long long)c->id,
-                    r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
-        ap_metrics_upstream_error(c->srv->metrics, "upstream_truncated");
-        r->error = "upstream_truncated";
-        ap_conn_close(c, "upstream failed mid-response");
-        return;
-    }
-    if (r->chunked_out)
-        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
-    ap_conn_request_done(c);
+    ap_h1up_learn(c->srv->h1up, r->url, x->easy);
+    ap_upstream_finish(r);
 }
 
 /* --- Start / abort ---------------------------------------------------------------------------- */
 
+static ap_rc_t start_curl(ap_req_t *r);
+
 ap_rc_t
 ap_upstream_start(ap_req_t *r)
+{
+    ap_conn_t *c = r->conn;
+    if (ap_h1up_start(c->srv->h1up, r) == AP_OK) {
+        arm_ms(r->timer, c->conf->limits.response_timeout_ms);
+        return AP_OK;
+    }
+    return start_curl(r);
+}
+
+void
+ap_upstream_fallback(ap_req_t *r)
+{
+    r->h1_refused = true;
+    r->status = 0;
+    r->body_off = 0;
+    ap_buf_reset(&r->resp_head);
+    if (start_curl(r) != AP_OK)
+        ap_upstream_fail(r, 502, "upstream_error", "could not start the upstream request");
+}
+
+static ap_rc_t
+start_curl(ap_req_t *r)
 {
     ap_conn_t *c = r->conn;
     ap_server_t *s = c->srv;
@@ -479,6 +557,7 @@ ap_upstream_start(ap_req_t *r)
 void
 ap_upstream_abort(ap_req_t *r)
 {
+    ap_h1up_detach(r);
     if (r->xfer.easy != NULL)
         ap_curl_remove(r->conn->srv->curl, &r->xfer);
 }

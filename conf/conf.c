@@ -405,6 +405,12 @@ parse_connect(ap_conf__ctx_t *x, const cJSON *j, ap_conf_t *c)
     ap_conf__bool(x, j, "connect", &c->allow_connect);
 }
 
+static void
+parse_fast_path(ap_conf__ctx_t *x, const cJSON *j, ap_conf_t *c)
+{
+    ap_conf__bool(x, j, "upstream_fast_path", &c->fast_path);
+}
+
 /* --- client_auth ----------------------------------------------------------------------------- */
 
 static bool
@@ -694,6 +700,7 @@ static const struct {
     {"outbound_proxy", parse_outbound},
     {"unmatched", parse_unmatched},
     {"connect", parse_connect},
+    {"upstream_fast_path", parse_fast_path},
     {"log_level", parse_log_level},
     {"log_format", parse_log_format},
     {"limits", parse_limits},
@@ -710,6 +717,7 @@ set_defaults(ap_conf_t *c)
     c->log_level = ap_xstrdup("info");
     c->log_json = true;
     c->allow_connect = true;
+    c->fast_path = true;
 }
 
 static void

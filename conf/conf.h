@@ -184,6 +184,7 @@ typedef struct ap_conf_s {
     char *log_level;    /* "error", "warn", "info" (default, never NULL) or "debug" */
     bool log_json;      /* "log_format": "json" (default) or "text" */
     bool allow_connect; /* "connect": true (default): CONNECT to routed hosts */
+    bool fast_path;     /* "upstream_fast_path": true (default): own HTTP/1.1 keep-alive */
 } ap_conf_t;
 
 /* Loads and validates. On success returns a snapshot with refcount 1 (err set to ""). On failure

@@ -134,6 +134,10 @@ ap_conf_dump(const ap_conf_t *c, FILE *out)
          c->unmatched_forward ? "forward (hosts without a route pass through, no credential)"
                               : "deny (hosts without a route get 403)");
     line(out, 0, "connect", c->allow_connect ? "CONNECT allowed to routed hosts" : "disabled");
+    line(out, 0, "upstream_fast_path",
+         !c->fast_path       ? "off (every upstream request through curl)"
+         : c->outbound_proxy ? "off (outbound_proxy set: every upstream request through curl)"
+                             : "on (HTTP/1.1 origins, requests with a body in memory)");
     line(out, 0, "tls.ca_file", c->ca_file ? c->ca_file : "(system default bundle)");
     if (c->outbound_proxy != NULL)
         url_line(out, 0, "outbound_proxy", c->outbound_proxy);

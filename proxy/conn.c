@@ -52,6 +52,10 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
         ap_conn_close(c, "lingering close done");
         return;
     }
+    if (c->req != NULL && c->req->state == AP_REQ_DONE) {
+        ap_conn_close(c, "client did not read the rest of its response");
+        return;
+    }
     if (c->req != NULL)
         return;
     if (c->reading_head) {
@@ -320,8 +324,10 @@ flush_then_close(ap_conn_t *c)
         linger_or_close(c);
         return;
     }
-    /* on_write fires once the output is empty. */
+    /* on_write fires once the output is empty; a client that stops reading is cut off. */
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    evtimer_del(c->timer);
+    arm_ms(c->timer, c->conf->limits.body_timeout_ms);
 }
 
 void
@@ -742,6 +748,7 @@ process_head(ap_conn_t *c)
     c->reading_head = false;
     c->scanned = 0;
     ap_req_t *r = ap_xcalloc(1, sizeof(*r));
+    r->body.secret = true; /* a kept body may carry credentials (form posts) */
     r->conn = c;
     r->started_ms = ap_now_mono_ms();
     r->timer = evtimer_new(c->srv->base, on_req_timer, r);

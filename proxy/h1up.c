@@ -70,14 +70,15 @@ struct ap_h1conn_s {
     SSL *ssl; /* NULL for http:// */
     struct event *rev, *wev, *timer;
     kstate_t state;
-    unsigned uses;  /* responses completed on this connection */
-    ap_req_t *req;  /* borrowed: the attached request, r->h1 == this */
-    ap_buf_t out;   /* request bytes (may hold the token: wiped) */
-    size_t out_off; /* bytes of out already written */
-    ap_buf_t in;    /* response head bytes until the head is complete */
-    bool got_bytes; /* any response byte arrived for the attached request */
-    bool head_done; /* final head parsed and handed on */
-    bool paused;    /* client output above the high-water mark: not reading */
+    unsigned uses;      /* responses completed on this connection */
+    ap_req_t *req;      /* borrowed: the attached request, r->h1 == this */
+    ap_buf_t out;       /* request bytes (may hold the token: wiped) */
+    size_t out_off;     /* bytes of out already written */
+    ap_buf_t in;        /* response head bytes until the head is complete */
+    bool got_bytes;     /* any response byte arrived for the attached request */
+    bool head_done;     /* final head parsed and handed on */
+    bool paused;        /* client output above the high-water mark: not reading */
+    bool read_on_write; /* TLS needs the socket writable before it can read on */
     ap_http1_resp_t resp;
     uint64_t left; /* AP_RESP_LENGTH: body bytes still due */
     ap_chunked_t chunked;
@@ -166,7 +167,7 @@ k_connect(ap_h1up_t *u, origin_t *o)
     k->u = u;
     k->o = o;
     k->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    k->out.max = 0;
+    k->out.secret = true; /* it carries the token line */
     k->in.max = MAX_RESP_HEAD + READ_CHUNK;
     ap_list_init(&k->link);
     if (k->fd < 0)
@@ -328,6 +329,7 @@ k_complete(ap_h1conn_t *k, bool extra_bytes)
         r->h1 = NULL;
         k->state = K_IDLE;
         k->paused = false;
+        k->read_on_write = false;
         ap_buf_free(&k->out, true);
         k->out_off = 0;
         ap_buf_reset(&k->in);
@@ -467,13 +469,6 @@ k_consume(ap_h1conn_t *k, const char *p, size_t n)
 
 /* --- The event callback --------------------------------------------------------------------- */
 
-static void
-k_want(ap_h1conn_t *k, io_t st)
-{
-    if (st == IO_WANT_WRITE)
-        event_add(k->wev, NULL);
-}
-
 /* Writes what is left of the request. Returns false when the connection is done with. */
 static bool
 k_flush(ap_h1conn_t *k)
@@ -485,8 +480,10 @@ k_flush(ap_h1conn_t *k)
             k->out_off += put;
             continue;
         }
-        if (st == IO_WANT_READ || st == IO_WANT_WRITE) {
-            k_want(k, st);
+        if (st == IO_WANT_READ)
+            return true; /* TLS wants input first: the read event brings us back */
+        if (st == IO_WANT_WRITE) {
+            event_add(k->wev, NULL);
             return true;
         }
         if (!k->got_bytes) {
@@ -496,7 +493,8 @@ k_flush(ap_h1conn_t *k)
         /* The upstream may have answered early and closed its reading side: read on. */
         k->out_off = k->out.len;
     }
-    event_del(k->wev);
+    if (!k->read_on_write)
+        event_del(k->wev);
     ap_buf_free(&k->out, true);
     k->out_off = 0;
     return true;
@@ -529,8 +527,11 @@ k_read_loop(ap_h1conn_t *k)
                 return;
             continue;
         }
-        if (st == IO_WANT_READ || st == IO_WANT_WRITE) {
-            k_want(k, st);
+        if (st == IO_WANT_READ)
+            return;
+        if (st == IO_WANT_WRITE) {
+            k->read_on_write = true;
+            event_add(k->wev, NULL);
             return;
         }
         k_on_eof(k, st);
@@ -600,11 +601,7 @@ on_io(evutil_socket_t fd, short what, void *arg)
         io_t st = k_read(k, buf, sizeof(buf), &got);
         if (st == IO_WANT_READ)
             return;
-        if (st == IO_WANT_WRITE) {
-            event_add(k->wev, NULL);
-            return;
-        }
-        k_kill(k);
+        k_kill(k); /* data, EOF, an error, or TLS wanting to write while idle: not reusable */
         return;
     }
     if (k->state != K_BUSY)
@@ -616,8 +613,14 @@ on_io(evutil_socket_t fd, short what, void *arg)
     if (k->out_off < k->out.len && !k_flush(k))
         return;
     /* Only when readable: right after writing a request there is nothing to read yet. */
-    if (what & EV_READ)
+    if ((what & EV_READ) || ((what & EV_WRITE) && k->read_on_write)) {
+        if (k->read_on_write) {
+            k->read_on_write = false;
+            if (k->out.len == 0)
+                event_del(k->wev);
+        }
         k_read_loop(k);
+    }
 }
 
 static void
@@ -931,8 +934,8 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
     u->ctx = NULL;
     u->enabled = false;
     u->connect_timeout_ms = c->limits.connect_timeout_ms;
-    if (c->outbound_proxy != NULL)
-        return; /* every upstream request goes through the configured proxy: curl's job */
+    if (c->outbound_proxy != NULL || !c->fast_path)
+        return; /* every upstream request through curl (and the configured proxy) */
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         return;

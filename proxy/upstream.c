@@ -433,10 +433,13 @@ ap_upstream_fail(ap_req_t *r, int status, const char *code, const char *why)
     if (c->closing)
         return;
     if (r->headers_sent) {
+        /* Too late for a status: the client gets what arrived, then the connection closes
+         * without the rest of the framing, which is how HTTP/1.1 says "truncated". */
         ap_log_warn("conn %llu: upstream failed mid-response: %s", (unsigned long long)c->id, why);
         ap_metrics_upstream_error(c->srv->metrics, "upstream_truncated");
         r->error = "upstream_truncated";
-        ap_conn_close(c, "upstream failed mid-response");
+        r->close_after = true;
+        ap_conn_request_done(c);
         return;
     }
     ap_log_warn("conn %llu: upstream %s failed: %s", (unsigned long long)c->id,

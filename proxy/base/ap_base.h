@@ -119,7 +119,8 @@ typedef struct ap_buf_s {
     char *data; /* owned; always NUL-terminated when non-NULL */
     size_t len;
     size_t cap;
-    size_t max; /* hard cap; 0 = unlimited (only for data we generate ourselves) */
+    size_t max;  /* hard cap; 0 = unlimited (only for data we generate ourselves) */
+    bool secret; /* growth wipes the old block before freeing it (tokens, kept bodies) */
 } ap_buf_t;
 
 /* Append; AP_ERR (buffer unchanged) when len + n would exceed b->max. */

@@ -142,7 +142,16 @@ ap_buf_append(ap_buf_t *b, const void *p, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        b->data = ap_xrealloc(b->data, cap);
+        if (b->secret && b->data != NULL) {
+            /* realloc would leave the old copy in freed memory. */
+            char *grown = ap_xmalloc(cap);
+            memcpy(grown, b->data, b->len + 1);
+            ap_wipe(b->data, b->cap);
+            free(b->data);
+            b->data = grown;
+        } else {
+            b->data = ap_xrealloc(b->data, cap);
+        }
         b->cap = cap;
     }
     if (n)

@@ -1,7 +1,11 @@
 """Streaming with backpressure: 1 GiB each way through the proxy with bounded memory."""
 import hashlib
 import subprocess
+import re
 import threading
+import urllib.request
+
+import pytest
 
 from conftest import base_config
 from support.origin import Response, read_chunked
@@ -47,10 +51,11 @@ class RssSampler:
         return (self.peak - self.base) / 1024.0
 
 
-def test_1gib_download_bounded_memory(ca, origin_factory, proxy_factory):
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "curl"])
+def test_1gib_download_bounded_memory(ca, origin_factory, proxy_factory, fast_path):
     o = origin_factory(lambda req: Response(200, [("Content-Length", str(GIB))],
                                             stream=gen(GIB)))
-    p = proxy_factory(base_config(ca, o.port))
+    p = proxy_factory(base_config(ca, o.port, upstream_fast_path=fast_path))
     # Warm up (TLS contexts, curl pools) so the baseline is the steady state.
     subprocess.run(["curl", "-sS", "-x", p.proxy_url, "-r", "0-0",
                     "http://api.example.com/warm", "-o", "/dev/null"], timeout=60)
@@ -70,6 +75,11 @@ def test_1gib_download_bounded_memory(ca, origin_factory, proxy_factory):
     assert n == GIB
     assert h.hexdigest() == expected_sha(GIB)
     assert growth < 32, "RSS grew by %.1f MiB" % growth
+    # After the warm-up the download went over the fast path's own connection, or curl's.
+    with urllib.request.urlopen(p.admin_url + "/metrics", timeout=10) as r:
+        direct = re.search(r"^authproxy_upstream_direct_requests_total (\d+)$",
+                           r.read().decode(), re.M)
+    assert int(direct.group(1)) == (1 if fast_path else 0)
 
 
 def test_1gib_chunked_upload_bounded_memory(ca, origin_factory, proxy_factory):

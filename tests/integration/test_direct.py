@@ -1,0 +1,275 @@
+"""The upstream fast path: once curl has reached an HTTP/1.1 origin, requests whose body is in
+memory go over authproxy's own keep-alive connections. Each test checks that the fast path
+really carried the requests (the /metrics counters), and that what the client and the origin
+see is the same as through curl."""
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import base_config
+from support.origin import RawServer, Response, echo_handler
+from test_forward import raw, urlopen_via
+
+
+def metric(p, name):
+    with urllib.request.urlopen(p.admin_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    assert m, "%s missing from /metrics" % name
+    return int(m.group(1))
+
+
+def direct_requests(p):
+    return metric(p, "authproxy_upstream_direct_requests_total")
+
+
+def get(p, path, **kw):
+    with urlopen_via(p.proxy_url, "http://api.example.com" + path, **kw) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+def same_request(echo):
+    """An echoed request with our per-process Via pseudonym blanked."""
+    out = json.loads(echo)
+    out["headers"] = [(k, re.sub(r"authproxy-[0-9a-f]{8}", "authproxy-*", v))
+                      for k, v in out["headers"]]
+    return out
+
+
+def test_fast_path_sends_exactly_what_curl_sends(ca, origin_factory, proxy_factory):
+    o = origin_factory(echo_handler)
+    through_curl = proxy_factory(base_config(ca, o.port, upstream_fast_path=False))
+    p = proxy_factory(base_config(ca, o.port))
+    assert get(p, "/warm")[0] == 200  # first contact: curl
+    hdrs = {"X-Custom": "a b", "Authorization": "Basic client-own", "Proxy-Authorization": "x",
+            "Via": "1.0 upstream-cache", "X-Empty": "", "Accept": "text/csv"}
+    cases = (("GET", None, hdrs), ("GET", None, {}), ("POST", b'{"k":1}', hdrs),
+             ("PUT", b"", {}), ("DELETE", None, hdrs), ("PATCH", b"p" * 5000, {}))
+    for method, body, h in cases:
+        status_c, _, want = get(through_curl, "/v1/x?q=1", data=body, headers=h, method=method)
+        status, _, got = get(p, "/v1/x?q=1", data=body, headers=h, method=method)
+        assert status == status_c == 200
+        assert same_request(got) == same_request(want), method
+        names = [k.lower() for k, _ in same_request(got)["headers"]]
+        assert names.count("authorization") == 1 and "proxy-authorization" not in names
+    assert direct_requests(p) == len(cases)
+    assert direct_requests(through_curl) == 0
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 1
+    # curl's connection for the first contact, then one kept-alive connection per proxy engine.
+    assert len({r.conn_id for r in o.requests}) == 3
+
+
+def framing_handler(req):
+    t = req.target
+    if t == "/chunked":
+        return Response(200, [("Content-Type", "text/plain")], chunked=True,
+                        stream=[b"one,", b"two,", b"three"])
+    if t == "/close":
+        return Response(200, [], b"until-close", close=True)
+    if t == "/204":
+        return Response(204)
+    if t == "/304":
+        return Response(304, [("ETag", '"v1"')])
+    if t == "/big":
+        return Response(200, [("Content-Type", "application/octet-stream")],
+                        bytes(range(256)) * 4096)
+    return Response(200, [("Content-Type", "text/plain"), ("X-Target", t)], b"plain:" + t.encode())
+
+
+def test_fast_path_response_framing(ca, origin_factory, proxy_factory):
+    o = origin_factory(framing_handler)
+    p = proxy_factory(base_config(ca, o.port))
+    assert get(p, "/warm")[2] == b"plain:/warm"
+    start = direct_requests(p)
+    assert get(p, "/chunked")[2] == b"one,two,three"
+    assert get(p, "/close")[2] == b"until-close"
+    status, h, body = get(p, "/plain", method="HEAD")
+    assert status == 200 and body == b"" and h["X-Target"] == "/plain"
+    out = raw(p.port, b"GET http://api.example.com/204 HTTP/1.1\r\nHost: a\r\n\r\n"
+                      b"GET http://api.example.com/304 HTTP/1.1\r\nHost: a\r\n\r\n"
+                      b"GET http://api.example.com/after HTTP/1.1\r\nHost: a\r\n"
+                      b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 204 ")
+    assert b"HTTP/1.1 304 " in out and b'ETag: "v1"' in out
+    assert out.endswith(b"plain:/after")
+    status, _, body = get(p, "/big")
+    assert status == 200 and body == bytes(range(256)) * 4096
+    assert direct_requests(p) == start + 7
+
+
+def test_fast_path_skips_interim_responses(ca, proxy_factory):
+    # 100 Continue and 103 Early Hints before the final answer, on a kept-alive connection.
+    def script(c):
+        f = c.makefile("rb")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+                      b"Link: </s.css>; rel=preload\r\n\r\n"
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+    srv = RawServer(script)
+    try:
+        cfg = base_config(ca, srv.port)
+        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
+        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        p = proxy_factory(cfg)
+        for _ in range(3):
+            status, _, body = get(p, "/x")
+            assert status == 200 and body == b"final"
+        assert direct_requests(p) == 2
+        assert srv.accepted == 2  # curl's connection, then the fast path's, kept alive
+    finally:
+        srv.close()
+
+
+def test_fast_path_malformed_and_truncated_responses(ca, proxy_factory):
+    def script(c):
+        f = c.makefile("rb")
+        n = 0
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            n += 1
+            target = line.split()[1]
+            if target == b"/bad":
+                c.sendall(b"HTTP/1.1 200 OK\r\nX-Split: a\rb\r\nContent-Length: 2\r\n\r\nok")
+                c.close()
+                return
+            if target == b"/short":
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this")
+                c.close()
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    srv = RawServer(script)
+    try:
+        cfg = base_config(ca, srv.port)
+        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
+        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        p = proxy_factory(cfg)
+        assert get(p, "/warm")[2] == b"ok"
+        out = raw(p.port, b"GET http://api.example.com/bad HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 502 ")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_error"
+        assert get(p, "/warm")[2] == b"ok"
+        out = raw(p.port, b"GET http://api.example.com/short HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 100" in head
+        assert body == b"only-this"  # then the connection closes: the client sees truncation
+        assert direct_requests(p) >= 3
+        assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 0
+    finally:
+        srv.close()
+
+
+def test_fast_path_response_timeout(ca, origin_factory, proxy_factory):
+    release = threading.Event()
+
+    def handler(req):
+        if req.target == "/slow":
+            release.wait(10)
+        return Response(200, [], b"ok")
+    o = origin_factory(handler)
+    cfg = base_config(ca, o.port)
+    cfg["limits"]["response_timeout_ms"] = 500
+    p = proxy_factory(cfg)
+    try:
+        assert get(p, "/warm")[2] == b"ok"
+        out = raw(p.port, b"GET http://api.example.com/slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 504 ")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_timeout"
+        assert direct_requests(p) == 1
+    finally:
+        release.set()
+    assert get(p, "/again")[2] == b"ok"  # a fresh connection: the stalled one was closed
+    assert direct_requests(p) == 2
+
+
+def test_fast_path_pooled_connection_closed_by_upstream_is_retried(ca, proxy_factory):
+    # The origin answers with keep-alive, then drops the connection after a moment, before the
+    # next request: the dead pooled connection costs the client nothing.
+    accepted = []
+
+    def script(c):
+        accepted.append(c)
+        f = c.makefile("rb")
+        line = f.readline()
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        c.close()  # keep-alive was promised
+    srv = RawServer(script)
+    try:
+        cfg = base_config(ca, srv.port)
+        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
+        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        p = proxy_factory(cfg)
+        for _ in range(6):
+            status, _, body = get(p, "/x")
+            assert status == 200 and body == b"ok"
+        assert srv.accepted >= 6
+    finally:
+        srv.close()
+
+
+def test_fast_path_401_replays_with_a_fresh_token(ca, origin_factory, proxy_factory):
+    refused = []
+
+    def handler(req):
+        if req.target == "/once-401" and not refused:
+            refused.append(req)
+            return Response(401, [("WWW-Authenticate", "Bearer")], b"expired")
+        return echo_handler(req)
+    o = origin_factory(handler)
+    p = proxy_factory(base_config(ca, o.port))
+    assert get(p, "/warm")[0] == 200
+    status, _, body = get(p, "/once-401", data=b"payload", method="PUT")
+    assert status == 200
+    assert json.loads(body)["body_len"] == len(b"payload")
+    assert [r.target for r in o.requests].count("/once-401") == 2
+    assert direct_requests(p) >= 1
+
+
+def test_fast_path_follows_reload_of_connect_to(ca, origin_factory, proxy_factory):
+    a = origin_factory(lambda req: Response(200, [], b"from-a"))
+    b = origin_factory(lambda req: Response(200, [], b"from-b"))
+    cfg = base_config(ca, a.port)
+    p = proxy_factory(cfg)
+    assert get(p, "/1")[2] == b"from-a"
+    assert get(p, "/2")[2] == b"from-a"
+    assert direct_requests(p) == 1
+    cfg["connect_to"] = {"api.example.com:443": "127.0.0.1:%d" % b.port}
+    n = p.reload(cfg)
+    p.wait_log("configuration reloaded", start=n)
+    assert get(p, "/3")[2] == b"from-b"
+    assert get(p, "/4")[2] == b"from-b"
+
+
+def test_fast_path_can_be_turned_off(ca, origin_factory, proxy_factory):
+    o = origin_factory(echo_handler)
+    p = proxy_factory(base_config(ca, o.port, upstream_fast_path=False))
+    for i in range(5):
+        assert get(p, "/n/%d" % i)[0] == 200
+    assert direct_requests(p) == 0
+    assert len({r.conn_id for r in o.requests}) == 1  # curl's own pool still reuses
+
+
+def test_fast_path_never_takes_a_streamed_upload(ca, origin_factory, proxy_factory):
+    o = origin_factory(echo_handler)
+    cfg = base_config(ca, o.port)
+    cfg["limits"]["replay_body"] = 4
+    p = proxy_factory(cfg)
+    assert get(p, "/warm")[0] == 200
+    status, _, body = get(p, "/up", data=b"x" * 1000, method="POST")
+    assert status == 200 and json.loads(body)["body_len"] == 1000
+    assert direct_requests(p) == 0

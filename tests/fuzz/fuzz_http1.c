@@ -1,8 +1,8 @@
 /*
- * fuzz_http1.c: libFuzzer target for the request-head parser and target splitter
- * (proxy/http1.c). Beyond "no crash", it checks the contract: on AP_OK every pointer lies in
- * the head, the framing decision agrees with the headers, the head alone parses the same, and
- * any incremental arrival (with prev_len) gives the same answer as one call.
+ * fuzz_http1.c: libFuzzer target for the request-head parser, the response-head parser and
+ * the target splitter (proxy/http1.c). Beyond "no crash", it checks the contract: on AP_OK every
+ * pointer lies in the head, the framing decision agrees with the headers, the head alone parses the
+ * same, and any incremental arrival (with prev_len) gives the same answer as one call.
  */
 #include "http1.h"
 
@@ -189,6 +189,53 @@ parse_in_steps(const char *buf, size_t len, size_t max_head, const uint8_t *step
     }
 }
 
+/* Response heads (what an upstream sends the fast path). */
+typedef struct {
+    const char *buf;
+    size_t len;
+    int n;
+} resp_acc_t;
+
+static void
+on_resp_header(void *ud, const ap_header_t *h)
+{
+    resp_acc_t *a = ud;
+    CHECK(h->name_len > 0 && in_span(h->name, h->name_len, a->buf, a->len));
+    CHECK(in_span(h->value, h->value_len, a->buf, a->len));
+    for (size_t i = 0; i < h->name_len; i++)
+        CHECK(is_tchar((unsigned char)h->name[i]));
+    for (size_t i = 0; i < h->value_len; i++)
+        CHECK(h->value[i] != '\r' && h->value[i] != '\n' && h->value[i] != '\0');
+    a->n++;
+}
+
+static void
+check_response(const char *buf, size_t size)
+{
+    ap_http1_resp_t r, r2;
+    resp_acc_t a = {buf, size, 0}, b = {buf, size, 0};
+    ap_rc_t rc = ap_http1_parse_response(buf, size, FUZZ_MAX_HEAD, &r, on_resp_header, &a);
+    CHECK(rc == AP_OK || rc == AP_AGAIN || rc == AP_ERR);
+    if (rc == AP_AGAIN)
+        CHECK(a.n == 0 && size < FUZZ_MAX_HEAD);
+    if (rc != AP_OK)
+        return;
+    CHECK(r.head_len <= size && r.head_len <= FUZZ_MAX_HEAD);
+    CHECK(r.status >= 100 && r.status <= 999);
+    CHECK(r.minor_version == 0 || r.minor_version == 1);
+    CHECK(r.body == AP_RESP_LENGTH || r.body == AP_RESP_CHUNKED || r.body == AP_RESP_CLOSE);
+    if (r.body == AP_RESP_CLOSE)
+        CHECK(!r.keep_alive);
+    /* The head alone parses the same, and no prefix of it is complete. */
+    CHECK(ap_http1_parse_response(buf, r.head_len, FUZZ_MAX_HEAD, &r2, on_resp_header, &b) ==
+          AP_OK);
+    CHECK(r2.head_len == r.head_len && r2.status == r.status && r2.body == r.body &&
+          r2.keep_alive == r.keep_alive && r2.content_length == r.content_length && b.n == a.n);
+    if (r.head_len > 0)
+        CHECK(ap_http1_parse_response(buf, r.head_len - 1, FUZZ_MAX_HEAD, &r2, NULL, NULL) ==
+              AP_AGAIN);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -232,6 +279,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&eb, 0, sizeof(eb));
     ap_rc_t rc3 = parse_in_steps(buf, size, max_head, data, size < 64 ? size : 64, &b, &eb);
     check_same(rc, &a, &ea, rc3, &b, &eb);
+
+    check_response(buf, size);
 
     /* The target splitter and the tables take arbitrary bytes too (main.c --explain). */
     check_target(buf, size, false);

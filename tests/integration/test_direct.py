@@ -5,6 +5,7 @@ see is the same as through curl."""
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -273,3 +274,21 @@ def test_fast_path_never_takes_a_streamed_upload(ca, origin_factory, proxy_facto
     status, _, body = get(p, "/up", data=b"x" * 1000, method="POST")
     assert status == 200 and json.loads(body)["body_len"] == 1000
     assert direct_requests(p) == 0
+
+
+def test_fast_path_verifies_the_certificate_on_every_new_connection(ca, origin_factory,
+                                                                     proxy_factory):
+    # Every response closes its connection, so each request needs a new TLS connection. After
+    # curl's first contact the origin starts presenting a certificate for another name: the
+    # fast path must refuse it exactly as curl does, and nothing reaches the origin.
+    o = origin_factory(lambda req: Response(200, [], b"ok", hangup=True))
+    p = proxy_factory(base_config(ca, o.port))
+    assert get(p, "/1")[2] == b"ok"
+    wrong = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    wrong.load_cert_chain(*ca.issue(["other.example.com"]))
+    o.server.socket._context = wrong  # the listening socket wraps each accepted one with it
+    out = raw(p.port, b"GET http://api.example.com/2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 502 ")
+    assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_tls_failed"
+    assert [r.target for r in o.requests] == ["/1"]
+    assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 1

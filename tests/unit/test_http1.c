@@ -906,6 +906,134 @@ test_hop_by_hop(void **state)
     assert_true(ap_http1_is_hop_by_hop("TE: trailers", 2));
 }
 
+/* --- Response heads ---------------------------------------------------------------------- */
+
+typedef struct {
+    char lines[1024];
+    size_t len;
+    int n;
+} hdr_acc_t;
+
+static void
+acc_header(void *ud, const ap_header_t *h)
+{
+    hdr_acc_t *a = ud;
+    a->len += (size_t)snprintf(a->lines + a->len, sizeof(a->lines) - a->len, "%.*s=%.*s|",
+                               (int)h->name_len, h->name, (int)h->value_len, h->value);
+    a->n++;
+}
+
+static ap_rc_t
+parse_resp(const char *buf, size_t len, ap_http1_resp_t *r, hdr_acc_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    return ap_http1_parse_response(buf, len, 1024, r, acc_header, a);
+}
+
+static void
+test_response_framing(void **state)
+{
+    (void)state;
+    ap_http1_resp_t r;
+    hdr_acc_t a;
+    static const char cl[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nContent-Length:  12 \r\n\r\nbody";
+    assert_int_equal(parse_resp(LIT(cl), &r, &a), AP_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.minor_version, 1);
+    assert_int_equal(r.body, AP_RESP_LENGTH);
+    assert_int_equal(r.content_length, 12);
+    assert_true(r.keep_alive);
+    assert_int_equal(r.head_len, sizeof(cl) - 1 - 4);
+    assert_string_equal(a.lines, "Content-Type=a/b|Content-Length=12|");
+
+    static const char ch[] = "HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(ch), &r, &a), AP_OK);
+    assert_int_equal(r.body, AP_RESP_CHUNKED);
+    assert_true(r.keep_alive);
+
+    /* TE overrides CL, and such a connection is not reused (RFC 9112 6.3). */
+    static const char both[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(both), &r, &a), AP_OK);
+    assert_int_equal(r.body, AP_RESP_CHUNKED);
+    assert_false(r.keep_alive);
+
+    /* A final coding other than chunked, or no framing at all: until close. */
+    static const char gz[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(gz), &r, &a), AP_OK);
+    assert_int_equal(r.body, AP_RESP_CLOSE);
+    assert_false(r.keep_alive);
+    static const char none[] = "HTTP/1.1 200 OK\nServer: x\n\n";
+    assert_int_equal(parse_resp(LIT(none), &r, &a), AP_OK);
+    assert_int_equal(r.body, AP_RESP_CLOSE);
+    assert_false(r.keep_alive);
+    assert_string_equal(a.lines, "Server=x|");
+
+    static const char close[] =
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(close), &r, &a), AP_OK);
+    assert_false(r.keep_alive);
+    static const char v10[] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(v10), &r, &a), AP_OK);
+    assert_int_equal(r.minor_version, 0);
+    assert_false(r.keep_alive);
+    static const char v10ka[] =
+        "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(v10ka), &r, &a), AP_OK);
+    assert_true(r.keep_alive);
+
+    static const char noreason[] = "HTTP/1.1 599\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(noreason), &r, &a), AP_OK);
+    assert_int_equal(r.status, 599);
+    assert_int_equal(r.content_length, 1);
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+    assert_int_equal(parse_resp(LIT(interim), &r, &a), AP_OK);
+    assert_int_equal(r.status, 100);
+    assert_int_equal(r.head_len, 25);
+}
+
+static void
+test_response_incomplete_and_rejected(void **state)
+{
+    (void)state;
+    ap_http1_resp_t r;
+    hdr_acc_t a;
+    static const char full[] = "HTTP/1.1 200 OK\r\nA: b\r\n\r\n";
+    for (size_t k = 0; k < sizeof(full) - 1; k++) {
+        assert_int_equal(parse_resp(full, k, &r, &a), AP_AGAIN);
+        assert_int_equal(a.n, 0); /* nothing is reported before the head is complete */
+    }
+    static const struct {
+        const char *in;
+        size_t len;
+    } bad[] = {
+        {LIT("HTTP/1.1 20 OK\r\n\r\n")},
+        {LIT("HTTP/1.1 099 X\r\n\r\n")},
+        {LIT("HTTP/2 200 OK\r\n\r\n")},
+        {LIT("HTTP/1.1 200OK\r\n\r\n")},
+        {LIT("ICY 200 OK\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nA b: c\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nA : c\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nno colon\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n")},
+        {LIT("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n")},
+    };
+    for (size_t i = 0; i < AP_ARRAY_LEN(bad); i++)
+        if (parse_resp(bad[i].in, bad[i].len, &r, &a) != AP_ERR)
+            fail_msg("accepted: %.*s", (int)bad[i].len, bad[i].in);
+    /* No end of head within max_head. */
+    char big[1100];
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+    assert_int_equal(parse_resp(big, sizeof(big), &r, &a), AP_ERR);
+}
+
 int
 main(void)
 {
@@ -931,6 +1059,8 @@ main(void)
         cmocka_unit_test(test_target_host_length),
         cmocka_unit_test(test_reason),
         cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_response_framing),
+        cmocka_unit_test(test_response_incomplete_and_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,8 +7,8 @@
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 2), BENCH_CONNS
 # (default "1 64"), BENCH_THREADS (wrk threads for >1 connection, default 2), BENCH_ONLY
-# (space-separated subset of: direct authproxy nginx haproxy authproxy-oauth2 direct-plain
-# tinyproxy authproxy-plain), BENCH_OUT (report file, default bench/results.md),
+# (space-separated subset of: direct authproxy nginx haproxy authproxy-oauth2 authproxy-curl
+# direct-plain tinyproxy authproxy-plain), BENCH_OUT (report file, default bench/results.md),
 # BENCH_KEEP=1 (keep the work directory), BENCH_NO_INSTALL=1 (never apt-get), BENCH_LOG_LEVEL
 # (authproxy log_level, default warn: no access log), BENCH_CALLGRIND=1 (also count instructions
 # per request under callgrind; BENCH_CG_WARMUP, BENCH_CG_WINDOW seconds).
@@ -21,7 +21,7 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-"1 64"}
 THREADS=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-"direct authproxy nginx haproxy authproxy-oauth2 direct-plain tinyproxy authproxy-plain"}
+ONLY=${BENCH_ONLY:-"direct authproxy nginx haproxy authproxy-oauth2 authproxy-curl direct-plain tinyproxy authproxy-plain"}
 OUT=${BENCH_OUT:-$BENCH_DIR/results.md}
 PY=/usr/bin/python3
 STATIC_TOKEN=bench-static-token
@@ -242,10 +242,11 @@ done
 token_count() { cat "$WORK/token_count" 2>/dev/null || echo 0; }
 
 # --- Proxy configurations ----------------------------------------------------------------------
-authproxy_conf() { # FILE CREDENTIAL
+authproxy_conf() { # FILE CREDENTIAL [FAST_PATH]
     cat >"$1" <<EOF
 {
   "listen": "127.0.0.1:$P_PROXY",
+  "upstream_fast_path": ${3:-true},
   "admin": false,
   "log_level": "${BENCH_LOG_LEVEL:-warn}",
   "tls": { "ca_file": "$WORK/ca.pem" },
@@ -274,6 +275,7 @@ EOF
 mkdir -p "$WORK/authproxy" "$WORK/nginx" "$WORK/haproxy" "$WORK/tinyproxy"
 authproxy_conf "$WORK/authproxy/static.json" static
 authproxy_conf "$WORK/authproxy/oauth2.json" oauth
+authproxy_conf "$WORK/authproxy/static-curl.json" static false
 
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -371,6 +373,10 @@ start_authproxy() {
     start_authproxy_with "$WORK/authproxy/static.json"
     wait_ok authproxy "http://127.0.0.1:$P_PROXY/api/x"
 }
+start_authproxy_curl() {
+    start_authproxy_with "$WORK/authproxy/static-curl.json"
+    wait_ok authproxy-curl "http://127.0.0.1:$P_PROXY/api/x"
+}
 start_authproxy_oauth2() {
     start_authproxy_with "$WORK/authproxy/oauth2.json"
     wait_ok authproxy-oauth2 "http://127.0.0.1:$P_PROXY/api/x"
@@ -446,6 +452,7 @@ measure authproxy        "(a) authproxy, static token"        https "http://127.
 measure nginx            "(b) nginx proxy_pass https"          https "http://127.0.0.1:$P_PROXY/api/x"
 measure haproxy          "(c) haproxy ssl verify required"     https "http://127.0.0.1:$P_PROXY/api/x"
 measure authproxy-oauth2 "(e) authproxy, oauth2 client_credentials" https "http://127.0.0.1:$P_PROXY/api/x"
+measure authproxy-curl   "(a') authproxy, static token, upstream_fast_path off (curl only)" https "http://127.0.0.1:$P_PROXY/api/x"
 measure direct-plain     "direct to origin, plain HTTP"        direct "http://127.0.0.1:$P_PLAIN/x" "${AUTH[@]}"
 measure tinyproxy        "(d) tinyproxy forward proxy, HTTP→HTTP" plain "http://127.0.0.1:$P_PROXY/" -s "$WORK/abs-tinyproxy.lua"
 measure authproxy-plain  "authproxy forward proxy, HTTP→HTTP (like d)" plain "http://127.0.0.1:$P_PROXY/" -s "$WORK/abs-authproxy.lua"
@@ -501,6 +508,8 @@ if [ "${BENCH_CALLGRIND:-0}" = 1 ]; then
         echo
     } >>"$CG_MD"
     profile authproxy "authproxy, static token" 25 "$AUTHPROXY" -c "$WORK/authproxy/static.json"
+    profile authproxy-curl "authproxy, static token, curl only (upstream_fast_path off)" 12 \
+        "$AUTHPROXY" -c "$WORK/authproxy/static-curl.json"
     profile nginx "nginx proxy_pass https" 8 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" \
         -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process off;'
     profile haproxy "haproxy" 8 haproxy -db -f "$WORK/haproxy/haproxy.cfg"

@@ -43,6 +43,8 @@
 /* Idle pooled connections: closed after this long, at most this many per origin. */
 #define IDLE_TIMEOUT_MS 60000
 #define MAX_IDLE_PER_ORIGIN 256
+/* Origins remembered at once (forward mode can meet many hosts); unused ones make room. */
+#define MAX_ORIGINS 256
 /* Response heads: curl's limit (CURL_MAX_HTTP_HEADER). */
 #define MAX_RESP_HEAD (100 * 1024)
 #define READ_CHUNK 16384
@@ -58,6 +60,7 @@ typedef struct origin_s {
     uint64_t learned_ms; /* 0: not usable for new connections */
     ap_list_t idle;      /* ap_h1conn_t, most recently used last */
     size_t nidle;
+    size_t nconns; /* live connections pointing here (idle or busy) */
 } origin_t;
 
 typedef enum { K_CONNECTING, K_HANDSHAKE, K_BUSY, K_IDLE, K_DEAD } kstate_t;
@@ -90,6 +93,7 @@ struct ap_h1up_s {
     bool enabled;
     int64_t connect_timeout_ms;
     ap_list_t origins;
+    size_t norigins;
     ap_list_t busy;
     ap_list_t dead;
     struct event *reaper; /* owned */
@@ -125,8 +129,12 @@ k_kill(ap_h1conn_t *k)
 {
     if (k->state == K_DEAD)
         return;
-    if (k->state == K_IDLE && k->o != NULL)
-        k->o->nidle--;
+    if (k->o != NULL) {
+        if (k->state == K_IDLE)
+            k->o->nidle--;
+        k->o->nconns--;
+        k->o = NULL;
+    }
     k->state = K_DEAD;
     if (k->req != NULL) {
         k->req->h1 = NULL;
@@ -202,6 +210,7 @@ k_connect(ap_h1up_t *u, origin_t *o)
     if (connect(k->fd, (struct sockaddr *)&o->addr, o->addrlen) != 0 && errno != EINPROGRESS)
         goto fail;
     k->state = K_CONNECTING;
+    o->nconns++;
     u->st.connections++;
     ap_list_insert_tail(&u->busy, &k->link);
     event_add(k->rev, NULL);
@@ -745,6 +754,26 @@ reset_origins(ap_h1up_t *u)
         ap_list_remove(&o->link);
         origin_free(o);
     }
+    u->norigins = 0;
+}
+
+/* Makes room for one more origin: forgets those with no connection and an expired address.
+ * false when every slot is still in use. */
+static bool
+origin_room(ap_h1up_t *u)
+{
+    uint64_t now = ap_now_mono_ms();
+    ap_list_t *n = u->origins.next;
+    while (n != &u->origins && u->norigins >= MAX_ORIGINS) {
+        origin_t *o = ap_container_of(n, origin_t, link);
+        n = n->next;
+        if (o->nconns == 0 && (o->learned_ms == 0 || now - o->learned_ms > LEARN_TTL_MS)) {
+            ap_list_remove(&o->link);
+            origin_free(o);
+            u->norigins--;
+        }
+    }
+    return u->norigins < MAX_ORIGINS;
 }
 
 void
@@ -786,6 +815,8 @@ ap_h1up_learn(ap_h1up_t *u, const char *url, CURL *easy)
         return;
     }
     if (o == NULL) {
+        if (!origin_room(u))
+            return;
         o = ap_xcalloc(1, sizeof(*o));
         o->key = ap_xstrdup(key);
         o->host = ap_xasprintf("%.*s", (int)p.host_len, p.host);
@@ -800,6 +831,7 @@ ap_h1up_learn(ap_h1up_t *u, const char *url, CURL *easy)
         o->tls = p.tls;
         ap_list_init(&o->idle);
         ap_list_insert_tail(&u->origins, &o->link);
+        u->norigins++;
     }
     o->addr = ss;
     o->addrlen = sslen;
@@ -855,11 +887,14 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
     ap_buf_reset(&k->in);
     /* The request, as curl would send it for the same easy-handle settings. */
     ap_buf_t *b = &k->out;
-    ap_buf_appendf(b, "%s %s HTTP/1.1\r\nHost: %s\r\n", r->method, p.target, o->host_hdr);
+    ap_buf_cat(b, r->method, " ", p.target, " HTTP/1.1\r\nHost: ", o->host_hdr, "\r\n", NULL);
     ap_headers_each(r, r->conn->srv->via_id, r->token,
                     r->cred ? ap_cred_extra_headers(r->cred) : NULL, out_line, b);
-    if (r->body_kind == AP_BODY_LENGTH)
-        ap_buf_appendf(b, "Content-Length: %zu\r\n", r->body.len);
+    if (r->body_kind == AP_BODY_LENGTH) {
+        ap_buf_append(b, "Content-Length: ", 16);
+        ap_buf_append_dec(b, r->body.len);
+        ap_buf_append(b, "\r\n", 2);
+    }
     ap_buf_append(b, "\r\n", 2);
     if (r->body.len > 0)
         ap_buf_append(b, r->body.data, r->body.len);

@@ -79,10 +79,13 @@ ap_headers_each(const ap_req_t *r, const char *via_id, const ap_token_t *tok,
         emit(ud, line.data, line.len);
     }
     ap_buf_reset(&line);
-    if (via != NULL)
-        ap_buf_appendf(&line, "Via: %.*s, 1.1 %s", (int)via->value_len, via->value, via_id);
-    else
-        ap_buf_appendf(&line, "Via: 1.1 %s", via_id);
+    if (via != NULL) {
+        ap_buf_append(&line, "Via: ", 5);
+        ap_buf_append(&line, via->value, via->value_len);
+        ap_buf_cat(&line, ", 1.1 ", via_id, NULL);
+    } else {
+        ap_buf_cat(&line, "Via: 1.1 ", via_id, NULL);
+    }
     emit(ud, line.data, line.len);
     for (const char *const *e = extra; e && *e; e++)
         emit(ud, *e, strlen(*e));

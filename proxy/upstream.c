@@ -197,10 +197,24 @@ send_response_head(ap_req_t *r)
     ap_buf_t *lines = &r->resp_head;
     bool has_cl = false;
     ap_buf_t head = {0};
-    ap_buf_appendf(&head, "HTTP/1.1 %d %s\r\n", r->status, ap_http1_reason(r->status));
+    ap_buf_append(&head, "HTTP/1.1 ", 9);
+    ap_buf_append_dec(&head, (uint64_t)r->status);
+    ap_buf_cat(&head, " ", ap_http1_reason(r->status), "\r\n", NULL);
     const char *via = NULL;
     size_t via_len = 0;
     const char *p = lines->data ? lines->data : "", *end = p + lines->len;
+    /* Most responses name nothing in Connection: skip the per-header scan then. */
+    bool has_connection = false;
+    for (const char *q = p; q < end;) {
+        const char *eol = memchr(q, '\n', (size_t)(end - q));
+        if (eol == NULL)
+            eol = end;
+        if (header_named(q, (size_t)(eol - q), "connection")) {
+            has_connection = true;
+            break;
+        }
+        q = eol + 1;
+    }
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (eol == NULL)
@@ -209,7 +223,8 @@ send_response_head(ap_req_t *r)
         const char *colon = memchr(p, ':', len);
         if (colon != NULL && colon > p) {
             size_t nlen = (size_t)(colon - p);
-            if (ap_http1_is_hop_by_hop(p, nlen) || named_in_connection(lines, p, nlen)) {
+            if (ap_http1_is_hop_by_hop(p, nlen) ||
+                (has_connection && named_in_connection(lines, p, nlen))) {
                 /* dropped */
             } else if (ap_memieq(p, nlen, "via", 3)) {
                 via = colon + 1;
@@ -230,9 +245,11 @@ send_response_head(ap_req_t *r)
         }
         while (via_len && (via[via_len - 1] == ' ' || via[via_len - 1] == '\r'))
             via_len--;
-        ap_buf_appendf(&head, "Via: %.*s, 1.1 %s\r\n", (int)via_len, via, s->via_id);
+        ap_buf_append(&head, "Via: ", 5);
+        ap_buf_append(&head, via, via_len);
+        ap_buf_cat(&head, ", 1.1 ", s->via_id, "\r\n", NULL);
     } else {
-        ap_buf_appendf(&head, "Via: 1.1 %s\r\n", s->via_id);
+        ap_buf_cat(&head, "Via: 1.1 ", s->via_id, "\r\n", NULL);
     }
     r->no_body = r->head_method || r->status == 204 || r->status == 304 ||
                  (r->status >= 100 && r->status < 200);

@@ -126,6 +126,10 @@ typedef struct ap_buf_s {
 /* Append; AP_ERR (buffer unchanged) when len + n would exceed b->max. */
 ap_rc_t ap_buf_append(ap_buf_t *b, const void *p, size_t n);
 ap_rc_t ap_buf_appendf(ap_buf_t *b, const char *fmt, ...) AP_PRINTF(2, 3);
+/* Appends NUL-terminated strings up to a NULL argument: no format parsing (hot paths). */
+ap_rc_t ap_buf_cat(ap_buf_t *b, ...) __attribute__((sentinel));
+/* Appends v in decimal. */
+ap_rc_t ap_buf_append_dec(ap_buf_t *b, uint64_t v);
 void ap_buf_reset(ap_buf_t *b);
 /* Frees the storage; wipes it first when `secret`. */
 void ap_buf_free(ap_buf_t *b, bool secret);

@@ -162,6 +162,31 @@ ap_buf_append(ap_buf_t *b, const void *p, size_t n)
 }
 
 ap_rc_t
+ap_buf_cat(ap_buf_t *b, ...)
+{
+    va_list ap;
+    ap_rc_t rc = AP_OK;
+    va_start(ap, b);
+    for (const char *s = va_arg(ap, const char *); s != NULL && rc == AP_OK;
+         s = va_arg(ap, const char *))
+        rc = ap_buf_append(b, s, strlen(s));
+    va_end(ap);
+    return rc;
+}
+
+ap_rc_t
+ap_buf_append_dec(ap_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return ap_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+ap_rc_t
 ap_buf_appendf(ap_buf_t *b, const char *fmt, ...)
 {
     char small[256];

@@ -75,13 +75,19 @@ ap_router_upstream_url(const ap_route_conf_t *rt, const char *path, size_t path_
     bool v6 = strchr(rt->up_host, ':') != NULL;
     bool default_port = rt->up_port == 0 || (rt->up_tls && rt->up_port == 443) ||
                         (!rt->up_tls && rt->up_port == 80);
-    char port[16] = "";
-    if (!default_port)
-        snprintf(port, sizeof(port), ":%d", rt->up_port);
     const char *base = rt->up_path ? rt->up_path : "";
     const char *slash = (rest_len == 0 || rest[0] != '/') ? "/" : "";
-    return ap_xasprintf("%s://%s%s%s%s%s%s%.*s", rt->up_tls ? "https" : "http", v6 ? "[" : "",
-                        rt->up_host, v6 ? "]" : "", port, base, slash, (int)rest_len, rest);
+    /* Per request: concatenation, not printf. */
+    ap_buf_t u = {0};
+    ap_buf_cat(&u, rt->up_tls ? "https://" : "http://", v6 ? "[" : "", rt->up_host, v6 ? "]" : "",
+               NULL);
+    if (!default_port) {
+        ap_buf_append(&u, ":", 1);
+        ap_buf_append_dec(&u, (uint64_t)rt->up_port);
+    }
+    ap_buf_cat(&u, base, slash, NULL);
+    ap_buf_append(&u, rest, rest_len);
+    return u.data;
 }
 
 static bool

@@ -60,7 +60,8 @@ typedef struct origin_s {
     uint64_t learned_ms; /* 0: not usable for new connections */
     ap_list_t idle;      /* ap_h1conn_t, most recently used last */
     size_t nidle;
-    size_t nconns; /* live connections pointing here (idle or busy) */
+    size_t nconns;     /* live connections pointing here (idle or busy) */
+    SSL_SESSION *sess; /* owned: the latest session ticket, for resumption on new connections */
 } origin_t;
 
 typedef enum { K_CONNECTING, K_HANDSHAKE, K_BUSY, K_IDLE, K_DEAD } kstate_t;
@@ -114,8 +115,13 @@ k_free(ap_h1conn_t *k)
         event_free(k->wev);
     if (k->timer)
         event_free(k->timer);
-    if (k->ssl)
+    if (k->ssl) {
+        /* No close_notify is sent, but the session stays resumable: OpenSSL would otherwise
+         * mark it bad on SSL_free (the origin keeps it for the next connection). */
+        if (SSL_is_init_finished(k->ssl))
+            SSL_set_shutdown(k->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(k->ssl);
+    }
     if (k->fd >= 0)
         close(k->fd);
     ap_buf_free(&k->out, true);
@@ -205,6 +211,9 @@ k_connect(ap_h1up_t *u, origin_t *o)
                 SSL_set1_host(k->ssl, o->host) != 1)
                 goto fail;
         }
+        SSL_set_app_data(k->ssl, k);
+        if (o->sess != NULL)
+            SSL_set_session(k->ssl, o->sess); /* abbreviated handshake, as curl's cache does */
         SSL_set_connect_state(k->ssl);
     }
     if (connect(k->fd, (struct sockaddr *)&o->addr, o->addrlen) != 0 && errno != EINPROGRESS)
@@ -741,6 +750,8 @@ origin_free(origin_t *o)
     free(o->key);
     free(o->host);
     free(o->host_hdr);
+    if (o->sess != NULL)
+        SSL_SESSION_free(o->sess);
     free(o);
 }
 
@@ -942,6 +953,19 @@ ap_h1up_stats(const ap_h1up_t *u, ap_h1up_stats_t *st)
         st->idle += ap_container_of(n, origin_t, link)->nidle;
 }
 
+/* OpenSSL hands over each new session (TLS 1.3: a ticket after the handshake). */
+static int
+on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    ap_h1conn_t *k = SSL_get_app_data(ssl);
+    if (k == NULL || k->o == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0; /* not kept: OpenSSL frees it */
+    if (k->o->sess != NULL)
+        SSL_SESSION_free(k->o->sess);
+    k->o->sess = sess;
+    return 1;
+}
+
 /* --- Engine ---------------------------------------------------------------------------------- */
 
 ap_h1up_t *
@@ -990,6 +1014,9 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
     SSL_CTX_set_read_ahead(ctx, 1);
     /* Servers that close without close_notify end close-delimited bodies that way. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Sessions are kept per origin (on_new_session), not in OpenSSL's internal cache. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     u->ctx = ctx;
     u->enabled = true;
 }

@@ -292,3 +292,17 @@ def test_fast_path_verifies_the_certificate_on_every_new_connection(ca, origin_f
     assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_tls_failed"
     assert [r.target for r in o.requests] == ["/1"]
     assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 1
+
+
+def test_fast_path_resumes_tls_sessions_on_new_connections(ca, origin_factory, proxy_factory):
+    # Every response says Connection: close: each fast-path request opens a new connection,
+    # and after the first the handshake is abbreviated with the origin's session ticket.
+    o = origin_factory(lambda req: Response(200, [], b"ok", close=True))
+    p = proxy_factory(base_config(ca, o.port))
+    for i in range(5):
+        assert get(p, "/%d" % i)[2] == b"ok"
+    assert direct_requests(p) == 4
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 4
+    by_conn = [o.resumed[r.conn_id] for r in o.requests]
+    # conn 1 is curl's first contact, conn 2 the fast path's first (no ticket yet).
+    assert by_conn[2:] == [True, True, True], by_conn

@@ -64,6 +64,7 @@ class Origin:
         self.handler = handler
         self.requests = []
         self.connections = 0
+        self.resumed = {}
         self.stream_body = stream_body
         self._lock = threading.Lock()
         origin = self
@@ -73,6 +74,8 @@ class Origin:
                 with origin._lock:
                     origin.connections += 1
                     cid = origin.connections
+                    # TLS: did the client resume an earlier session (abbreviated handshake)?
+                    origin.resumed[cid] = bool(getattr(self.request, "session_reused", False))
                 try:
                     while origin._serve_one(self.rfile, self.wfile, cid):
                         pass

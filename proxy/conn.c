@@ -95,7 +95,10 @@ on_req_timer(evutil_socket_t fd, short what, void *arg)
             ap_conn_send_error(c, 504, "upstream_timeout", "the upstream did not answer in time",
                                0);
         } else {
-            ap_conn_close(c, "upstream stalled");
+            /* The body stopped coming: the client sees a truncated response. */
+            r->error = "upstream_timeout";
+            ap_metrics_upstream_error(c->srv->metrics, "upstream_timeout");
+            ap_conn_close(c, "upstream stalled mid-body");
         }
         return;
     default:

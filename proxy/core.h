@@ -90,6 +90,7 @@ struct ap_req_s {
     ap_xfer_t xfer;
     ap_h1conn_t *h1; /* borrowed from the server's h1up engine while attached */
     bool h1_refused; /* the fast path failed before a response byte: curl only from now */
+    unsigned up_gen; /* the fast path's configure generation when the curl transfer started */
     struct curl_slist *up_headers; /* owned; holds the token line: wiped on free */
     char *url;                     /* owned */
     char errbuf[256];

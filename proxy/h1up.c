@@ -52,7 +52,8 @@
 typedef struct origin_s {
     ap_list_t link; /* on u->origins */
     char *key;      /* "https://host:port", host lowercase */
-    char *host;     /* without brackets: SNI and certificate name */
+    char *host;     /* without brackets */
+    char *tls_name; /* SNI and certificate name: host without a trailing dot, as curl does */
     char *host_hdr; /* Host header value: host[:port], port omitted when the default */
     bool tls;
     struct sockaddr_storage addr; /* where curl connected (connect_to and DNS applied) */
@@ -80,6 +81,8 @@ struct ap_h1conn_s {
     size_t out_off;     /* bytes of out already written */
     ap_buf_t in;        /* response head bytes until the head is complete */
     bool got_bytes;     /* any response byte arrived for the attached request */
+    bool wrote;         /* any byte of the attached request was written */
+    bool write_failed;  /* the request could not be written whole: never reused */
     bool head_done;     /* final head parsed and handed on */
     bool paused;        /* client output above the high-water mark: not reading */
     bool read_on_write; /* TLS needs the socket writable before it can read on */
@@ -98,6 +101,7 @@ struct ap_h1up_s {
     ap_list_t busy;
     ap_list_t dead;
     struct event *reaper; /* owned */
+    unsigned gen;         /* configure generation: what curl learned before a reload is stale */
     ap_h1up_stats_t st;
 };
 
@@ -200,15 +204,15 @@ k_connect(ap_h1up_t *u, origin_t *o)
             goto fail;
         unsigned char tmp[16];
         bool literal =
-            inet_pton(AF_INET, o->host, tmp) == 1 || inet_pton(AF_INET6, o->host, tmp) == 1;
+            inet_pton(AF_INET, o->tls_name, tmp) == 1 || inet_pton(AF_INET6, o->tls_name, tmp) == 1;
         if (literal) {
-            if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), o->host) != 1)
+            if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), o->tls_name) != 1)
                 goto fail;
         } else {
             /* SNI, and the name the certificate must carry (curl's VERIFYHOST=2 rules). */
             SSL_set_hostflags(k->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            if (SSL_set_tlsext_host_name(k->ssl, o->host) != 1 ||
-                SSL_set1_host(k->ssl, o->host) != 1)
+            if (SSL_set_tlsext_host_name(k->ssl, o->tls_name) != 1 ||
+                SSL_set1_host(k->ssl, o->tls_name) != 1)
                 goto fail;
         }
         SSL_set_app_data(k->ssl, k);
@@ -333,14 +337,51 @@ k_broken(ap_h1conn_t *k, const char *why)
         ap_upstream_fail(r, 502, "upstream_error", why);
 }
 
+/* The connection failed before any response byte. Like curl, send the request again (through
+ * curl, on a fresh connection) only if it cannot have been processed: nothing of it was
+ * written, or the connection was a reused one the upstream had already closed. A new
+ * connection that took the request and died answers 502: a POST must not run twice. */
+static void
+k_no_response(ap_h1conn_t *k, const char *why)
+{
+    if (!k->wrote || k->uses > 0) {
+        k_fallback(k, why);
+        return;
+    }
+    ap_req_t *r = k_drop(k);
+    if (r != NULL)
+        ap_upstream_fail(r, 502, "upstream_error",
+                         "the upstream closed a new connection without answering");
+}
+
+/* Unread response bytes (in OpenSSL's buffer or the socket) or EOF on a pooled connection: it
+ * must not carry another request, or those bytes would pass for its response. A TLS 1.3
+ * session ticket that arrived late is consumed here and leaves the connection clean. */
+static bool
+k_clean(ap_h1conn_t *k)
+{
+    if (k->ssl != NULL && SSL_has_pending(k->ssl))
+        return false;
+    char b;
+    ssize_t n = recv(k->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    if (n == 0 || k->ssl == NULL)
+        return false;
+    char buf[512];
+    size_t got = 0;
+    return k_read(k, buf, sizeof(buf), &got) == IO_WANT_READ && !SSL_has_pending(k->ssl);
+}
+
 /* The response is complete: pool the connection if it can carry another request. */
 static void
 k_complete(ap_h1conn_t *k, bool extra_bytes)
 {
     ap_req_t *r = k->req;
     origin_t *o = k->o;
-    bool reuse = k->resp.keep_alive && !extra_bytes && k->out_off == k->out.len && o != NULL &&
-                 o->nidle < MAX_IDLE_PER_ORIGIN && !r->conn->srv->draining;
+    bool reuse = k->resp.keep_alive && !extra_bytes && !k->write_failed &&
+                 k->out_off == k->out.len && o != NULL && o->nidle < MAX_IDLE_PER_ORIGIN &&
+                 !r->conn->srv->draining && !(k->ssl != NULL && SSL_has_pending(k->ssl));
     k->uses++;
     if (reuse) {
         k->req = NULL;
@@ -457,8 +498,10 @@ k_consume(ap_h1conn_t *k, const char *p, size_t n)
     k->head_done = true;
     bool no_body = r->head_method || r->status == 204 || r->status == 304;
     if (no_body) {
+        /* No body whatever the framing headers say: reuse depends on the connection alone. */
         k->resp.body = AP_RESP_LENGTH;
         k->left = 0;
+        k->resp.keep_alive = k->resp.persistent;
     } else if (k->resp.body == AP_RESP_LENGTH) {
         k->left = k->resp.content_length;
     } else if (k->resp.body == AP_RESP_CHUNKED) {
@@ -496,19 +539,26 @@ k_flush(ap_h1conn_t *k)
         io_t st = k_write(k, k->out.data + k->out_off, k->out.len - k->out_off, &put);
         if (st == IO_DONE) {
             k->out_off += put;
+            k->wrote = true;
             continue;
         }
-        if (st == IO_WANT_READ)
-            return true; /* TLS wants input first: the read event brings us back */
+        if (st == IO_WANT_READ) {
+            /* TLS wants input first: the read event brings us back. */
+            if (!k->read_on_write)
+                event_del(k->wev);
+            return true;
+        }
         if (st == IO_WANT_WRITE) {
             event_add(k->wev, NULL);
             return true;
         }
         if (!k->got_bytes) {
-            k_fallback(k, "write failed");
+            k_no_response(k, "write failed");
             return false;
         }
-        /* The upstream may have answered early and closed its reading side: read on. */
+        /* The upstream may have answered early and closed its reading side: read on, but
+         * this connection carries nothing more. */
+        k->write_failed = true;
         k->out_off = k->out.len;
     }
     if (!k->read_on_write)
@@ -522,7 +572,7 @@ static void
 k_on_eof(ap_h1conn_t *k, io_t st)
 {
     if (!k->got_bytes) {
-        k_fallback(k, st == IO_EOF ? "connection closed" : "read failed");
+        k_no_response(k, st == IO_EOF ? "connection closed" : "read failed");
         return;
     }
     if (k->head_done && k->resp.body == AP_RESP_CLOSE && st == IO_EOF) {
@@ -750,6 +800,7 @@ origin_free(origin_t *o)
     free(o->key);
     free(o->host);
     free(o->host_hdr);
+    free(o->tls_name);
     if (o->sess != NULL)
         SSL_SESSION_free(o->sess);
     free(o);
@@ -787,12 +838,18 @@ origin_room(ap_h1up_t *u)
     return u->norigins < MAX_ORIGINS;
 }
 
+unsigned
+ap_h1up_generation(const ap_h1up_t *u)
+{
+    return u->gen;
+}
+
 void
-ap_h1up_learn(ap_h1up_t *u, const char *url, CURL *easy)
+ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
 {
     url_parts_t p;
     char key[300];
-    if (u == NULL || !u->enabled || !split_url(url, &p) || p.host_len > 255)
+    if (u == NULL || !u->enabled || gen != u->gen || !split_url(url, &p) || p.host_len > 255)
         return;
     make_key(key, sizeof(key), &p);
     origin_t *o = find_origin(u, key);
@@ -840,6 +897,10 @@ ap_h1up_learn(ap_h1up_t *u, const char *url, CURL *easy)
             default_port ? ap_xasprintf("%s%s%s", v6 ? "[" : "", o->host, v6 ? "]" : "")
                          : ap_xasprintf("%s%s%s:%d", v6 ? "[" : "", o->host, v6 ? "]" : "", p.port);
         o->tls = p.tls;
+        o->tls_name = ap_xstrdup(o->host);
+        size_t tl = strlen(o->tls_name);
+        if (tl > 1 && o->tls_name[tl - 1] == '.')
+            o->tls_name[tl - 1] = '\0';
         ap_list_init(&o->idle);
         ap_list_insert_tail(&u->origins, &o->link);
         u->norigins++;
@@ -875,14 +936,20 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
     if (o == NULL)
         return AP_AGAIN;
     ap_h1conn_t *k = NULL;
-    if (!ap_list_empty(&o->idle)) {
+    while (k == NULL && !ap_list_empty(&o->idle)) {
         k = ap_container_of(o->idle.prev, ap_h1conn_t, link); /* the warmest */
+        if (!k_clean(k)) {
+            k_kill(k);
+            k = NULL;
+            continue;
+        }
         ap_list_remove(&k->link);
         ap_list_insert_tail(&u->busy, &k->link);
         o->nidle--;
         evtimer_del(k->timer);
         k->state = K_BUSY;
-    } else {
+    }
+    if (k == NULL) {
         if (o->learned_ms == 0 || ap_now_mono_ms() - o->learned_ms > LEARN_TTL_MS)
             return AP_AGAIN;
         k = k_connect(u, o);
@@ -893,6 +960,8 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
     k->req = r;
     r->h1 = k;
     k->got_bytes = false;
+    k->wrote = false;
+    k->write_failed = false;
     k->head_done = false;
     k->paused = false;
     ap_buf_reset(&k->in);
@@ -988,6 +1057,7 @@ void
 ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
 {
     reset_origins(u);
+    u->gen++;
     if (u->ctx != NULL)
         SSL_CTX_free(u->ctx); /* connections still open keep their own reference */
     u->ctx = NULL;
@@ -999,8 +1069,15 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
     if (ctx == NULL)
         return;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    int ok = c->ca_file ? SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL)
-                        : SSL_CTX_set_default_verify_paths(ctx);
+    /* Trust exactly what curl trusts: tls.ca_file (or curl's built-in bundle) plus curl's CA
+     * directory, not OpenSSL's defaults (which SSL_CERT_FILE in a shared environment could
+     * widen), and accept a chain that ends at a trusted intermediate (curl's PARTIAL_CHAIN). */
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    const char *cafile = c->ca_file ? c->ca_file : cv->cainfo;
+    const char *capath = cv->capath;
+    int ok = cafile || capath ? SSL_CTX_load_verify_locations(ctx, cafile, capath)
+                              : SSL_CTX_set_default_verify_paths(ctx);
+    X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx), X509_V_FLAG_PARTIAL_CHAIN);
     static const unsigned char alpn[] = "\x08http/1.1";
     if (ok != 1 || SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
         ap_log_warn("upstream fast path off: cannot load the CA bundle%s%s", c->ca_file ? " " : "",

@@ -13,8 +13,10 @@ void ap_h1up_free(ap_h1up_t *u) AP_COLD;
 /* At start and on every reload: TLS settings from `c`, learned origins and idle connections
  * dropped (connect_to or the CA may have changed). Off when an outbound proxy is configured. */
 void ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c) AP_COLD;
-/* After curl completed a transfer for `url`: remember where an HTTP/1.1 origin lives. */
-void ap_h1up_learn(ap_h1up_t *u, const char *url, CURL *easy);
+/* After curl completed a transfer for `url` that started under configure generation `gen`:
+ * remember where an HTTP/1.1 origin lives (nothing if a reload came in between). */
+unsigned ap_h1up_generation(const ap_h1up_t *u);
+void ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy);
 /* Takes the request (AP_OK) or declines it (AP_AGAIN: use curl). */
 ap_rc_t ap_h1up_start(ap_h1up_t *u, ap_req_t *r);
 /* The request goes away mid-transfer: its connection is closed. Safe in any callback. */

@@ -802,7 +802,8 @@ ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_r
         r->body = AP_RESP_CLOSE;
         r->keep_alive = false;
     }
-    if (conn_close || (r->minor_version == 0 && !conn_keep))
+    r->persistent = !conn_close && (r->minor_version == 1 || conn_keep);
+    if (!r->persistent)
         r->keep_alive = false;
     return AP_OK;
 }

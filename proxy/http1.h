@@ -136,6 +136,7 @@ typedef struct ap_http1_resp_s {
     ap_resp_body_t body;
     uint64_t content_length;
     bool keep_alive; /* the connection may carry another request after this response */
+    bool persistent; /* by version and Connection alone: what decides when there is no body */
     size_t head_len; /* bytes of the head including the empty line */
 } ap_http1_resp_t;
 

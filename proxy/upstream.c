@@ -138,17 +138,15 @@ ap_upstream_on_client_drained(ap_req_t *r)
 {
     if (!r->paused_recv)
         return;
-    if (r->h1 != NULL) {
-        r->paused_recv = false;
-        evtimer_del(r->timer);
-        ap_h1up_resume(r);
-        return;
-    }
-    if (r->xfer.easy == NULL)
+    if (r->h1 == NULL && r->xfer.easy == NULL)
         return;
     r->paused_recv = false;
-    evtimer_del(r->timer);
-    unpause(r);
+    /* The client caught up: the upstream is on the clock again. */
+    arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
+    if (r->h1 != NULL)
+        ap_h1up_resume(r);
+    else
+        unpause(r);
 }
 
 /* --- Response head ---------------------------------------------------------------------------- */
@@ -203,16 +201,18 @@ send_response_head(ap_req_t *r)
     const char *via = NULL;
     size_t via_len = 0;
     const char *p = lines->data ? lines->data : "", *end = p + lines->len;
-    /* Most responses name nothing in Connection: skip the per-header scan then. */
-    bool has_connection = false;
+    /* Most responses name nothing in Connection: skip the per-header scan then. With
+     * Transfer-Encoding, Content-Length is not the framing and must not reach the client
+     * (RFC 9112 6.3): we re-frame (chunked or close) instead. */
+    bool has_connection = false, has_te = false;
     for (const char *q = p; q < end;) {
         const char *eol = memchr(q, '\n', (size_t)(end - q));
         if (eol == NULL)
             eol = end;
-        if (header_named(q, (size_t)(eol - q), "connection")) {
+        if (header_named(q, (size_t)(eol - q), "connection"))
             has_connection = true;
-            break;
-        }
+        else if (header_named(q, (size_t)(eol - q), "transfer-encoding"))
+            has_te = true;
         q = eol + 1;
     }
     while (p < end) {
@@ -229,6 +229,8 @@ send_response_head(ap_req_t *r)
             } else if (ap_memieq(p, nlen, "via", 3)) {
                 via = colon + 1;
                 via_len = len - nlen - 1;
+            } else if (has_te && ap_memieq(p, nlen, "content-length", 14)) {
+                /* dropped: not the framing of this body */
             } else {
                 if (ap_memieq(p, nlen, "content-length", 14))
                     has_cl = true;
@@ -289,6 +291,10 @@ ap_upstream_head_ready(ap_req_t *r)
         return false;
     }
     send_response_head(r);
+    /* From here the body must keep coming: an upstream that stalls mid-body is cut off after
+     * body_timeout_ms without a byte (re-armed as bytes arrive). */
+    if (!r->no_body)
+        arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
     return true;
 }
 
@@ -394,6 +400,8 @@ ap_upstream_emit(ap_req_t *r, const char *p, size_t len)
         evbuffer_add(out, p, len);
     }
     r->bytes_out += len;
+    if (!r->paused_recv)
+        arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
     if (r->h1 != NULL && evbuffer_get_length(out) >= AP_HIGH_WATER) {
         /* The fast path stops reading the upstream until the client drains. */
         r->paused_recv = true;
@@ -496,7 +504,7 @@ on_done(ap_xfer_t *x, CURLcode rc)
         ap_upstream_fail(r, status, code, r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
         return;
     }
-    ap_h1up_learn(c->srv->h1up, r->url, x->easy);
+    ap_h1up_learn(c->srv->h1up, r->up_gen, r->url, x->easy);
     ap_upstream_finish(r);
 }
 
@@ -531,6 +539,7 @@ start_curl(ap_req_t *r)
 {
     ap_conn_t *c = r->conn;
     ap_server_t *s = c->srv;
+    r->up_gen = ap_h1up_generation(s->h1up);
     CURL *e = ap_curl_easy_get(s->curl);
     if (e == NULL)
         return AP_ERR;

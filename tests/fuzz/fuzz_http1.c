@@ -224,13 +224,14 @@ check_response(const char *buf, size_t size)
     CHECK(r.status >= 100 && r.status <= 999);
     CHECK(r.minor_version == 0 || r.minor_version == 1);
     CHECK(r.body == AP_RESP_LENGTH || r.body == AP_RESP_CHUNKED || r.body == AP_RESP_CLOSE);
-    if (r.body == AP_RESP_CLOSE)
+    if (r.body == AP_RESP_CLOSE || !r.persistent)
         CHECK(!r.keep_alive);
     /* The head alone parses the same, and no prefix of it is complete. */
     CHECK(ap_http1_parse_response(buf, r.head_len, FUZZ_MAX_HEAD, &r2, on_resp_header, &b) ==
           AP_OK);
     CHECK(r2.head_len == r.head_len && r2.status == r.status && r2.body == r.body &&
-          r2.keep_alive == r.keep_alive && r2.content_length == r.content_length && b.n == a.n);
+          r2.keep_alive == r.keep_alive && r2.persistent == r.persistent &&
+          r2.content_length == r.content_length && b.n == a.n);
     if (r.head_len > 0)
         CHECK(ap_http1_parse_response(buf, r.head_len - 1, FUZZ_MAX_HEAD, &r2, NULL, NULL) ==
               AP_AGAIN);

@@ -306,3 +306,187 @@ def test_fast_path_resumes_tls_sessions_on_new_connections(ca, origin_factory, p
     by_conn = [o.resumed[r.conn_id] for r in o.requests]
     # conn 1 is curl's first contact, conn 2 the fast path's first (no ticket yet).
     assert by_conn[2:] == [True, True, True], by_conn
+
+
+# --- Review findings: desync, duplicates, framing, stalls ---------------------------------------
+
+def plain_route(cfg, port):
+    cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
+    cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % port}
+    return cfg
+
+
+def read_head(f):
+    line = f.readline()
+    if not line:
+        return None
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    return line.split()[1]
+
+
+def test_stray_bytes_after_a_response_never_answer_the_next_request(ca, proxy_factory):
+    # A response that ends exactly at the proxy's 16 KiB read, followed by bytes the upstream
+    # should not have sent (a buggy or split response), while the client has pipelined its
+    # next request: the pooled connection must not be reused with those bytes on it.
+    body = b"x" * (16384 - len(b"HTTP/1.1 200 OK\r\nContent-Length: 16346\r\n\r\n"))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    assert len(head) + len(body) == 16384
+
+    def script(c):
+        f = c.makefile("rb")
+        while True:
+            target = read_head(f)
+            if target is None:
+                return
+            if target == b"/a":
+                c.sendall(head + body + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY")
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(target), target))
+    srv = RawServer(script)
+    try:
+        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
+        assert get(p, "/warm")[2] == b"/warm"
+        out = raw(p.port, b"GET http://api.example.com/a HTTP/1.1\r\nHost: a\r\n\r\n"
+                          b"GET http://api.example.com/b HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert out.count(b"HTTP/1.1 200 ") == 2
+        assert b"STRAY" not in out and out.endswith(b"\r\n\r\n/b")
+        assert get(p, "/c")[2] == b"/c"
+    finally:
+        srv.close()
+
+
+def test_stray_tls_record_after_a_response_never_answers_the_next_request(ca, proxy_factory):
+    # Over TLS the stray response arrives as a second record in the same TCP segment, so it
+    # sits in OpenSSL's buffer, where no socket event will ever announce it.
+    cert, key = ca.issue(["api.example.com"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def script(c):
+        s = ctx.wrap_socket(c, server_side=True)
+        f = s.makefile("rb")
+        while True:
+            target = read_head(f)
+            if target is None:
+                return
+            if target == b"/a":
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY")
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            else:
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(target), target))
+    srv = RawServer(script)
+    try:
+        p = proxy_factory(base_config(ca, srv.port))
+        assert get(p, "/warm")[2] == b"/warm"
+        assert get(p, "/a")[2] == b"ok"
+        for path in ("/b", "/c", "/d"):
+            assert get(p, path)[2] == path.encode()
+        assert direct_requests(p) == 4
+    finally:
+        srv.close()
+
+
+def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
+    # The upstream takes the request on a new connection and dies without answering: the
+    # request may have been processed, so it is not retried (curl does the same): 502.
+    seen = []
+
+    def script(c):
+        f = c.makefile("rb")
+        while True:
+            target = read_head(f)
+            if target is None:
+                return
+            seen.append(target)
+            if target == b"/charge":
+                c.close()
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    srv = RawServer(script)
+    try:
+        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
+        assert get(p, "/warm")[2] == b"ok"
+        out = raw(p.port, b"POST http://api.example.com/charge HTTP/1.1\r\nHost: a\r\n"
+                          b"Content-Length: 4\r\n\r\n1000")
+        assert out.startswith(b"HTTP/1.1 502 ")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_error"
+        assert seen.count(b"/charge") == 1
+        assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 0
+    finally:
+        srv.close()
+
+
+def test_content_length_beside_transfer_encoding_is_not_passed_on(ca, proxy_factory):
+    # RFC 9112 6.3: Transfer-Encoding wins and the Content-Length must not reach the client,
+    # whose keep-alive connection it would desynchronise. Both engines.
+    def script(c):
+        f = c.makefile("rb")
+        while True:
+            if read_head(f) is None:
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"b\r\nhello world\r\n0\r\n\r\n")
+    srv = RawServer(script)
+    try:
+        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
+        for _ in range(2):  # curl, then the fast path
+            out = raw(p.port, b"GET http://api.example.com/x HTTP/1.1\r\nHost: a\r\n\r\n"
+                              b"GET http://api.example.com/y HTTP/1.1\r\nHost: a\r\n"
+                              b"Connection: close\r\n\r\n")
+            assert b"Content-Length" not in out
+            assert out.count(b"HTTP/1.1 200 ") == 2
+            assert out.count(b"hello world") == 2
+        assert direct_requests(p) >= 1
+    finally:
+        srv.close()
+
+
+def test_bodiless_responses_keep_the_connection(ca, origin_factory, proxy_factory):
+    o = origin_factory(framing_handler)
+    p = proxy_factory(base_config(ca, o.port))
+    assert get(p, "/warm")[0] == 200
+    for _ in range(3):
+        out = raw(p.port, b"GET http://api.example.com/304 HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 304 ")
+        assert get(p, "/plain", method="HEAD")[0] == 200
+    assert direct_requests(p) == 6
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 1
+
+
+def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory):
+    release = threading.Event()
+
+    def script(c):
+        f = c.makefile("rb")
+        while True:
+            target = read_head(f)
+            if target is None:
+                return
+            if target == b"/stall":
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                release.wait(15)
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    srv = RawServer(script)
+    try:
+        cfg = plain_route(base_config(ca, srv.port), srv.port)
+        cfg["limits"]["body_timeout_ms"] = 500
+        p = proxy_factory(cfg)
+        for _ in range(2):  # through curl (first contact), then the fast path
+            start = time.monotonic()
+            out = raw(p.port, b"GET http://api.example.com/stall HTTP/1.1\r\nHost: a\r\n\r\n",
+                      timeout=10)
+            assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"partial")
+            assert time.monotonic() - start < 8
+            assert get(p, "/ok")[2] == b"ok"
+        assert metric(p, "authproxy_upstream_direct_requests_total") >= 2
+    finally:
+        release.set()
+        srv.close()

@@ -982,6 +982,11 @@ test_response_framing(void **state)
         "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n";
     assert_int_equal(parse_resp(LIT(v10ka), &r, &a), AP_OK);
     assert_true(r.keep_alive);
+    /* No framing (as for a 304): not reusable after a body, persistent by its headers. */
+    static const char bare[] = "HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n";
+    assert_int_equal(parse_resp(LIT(bare), &r, &a), AP_OK);
+    assert_false(r.keep_alive);
+    assert_true(r.persistent);
 
     static const char noreason[] = "HTTP/1.1 599\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
     assert_int_equal(parse_resp(LIT(noreason), &r, &a), AP_OK);

@@ -269,8 +269,16 @@ parse_tls(ap_conf__ctx_t *x, const cJSON *j, ap_conf_t *c)
 static char *
 canonical_hostport(const char *host, int port)
 {
+    char buf[300];
+    ap_conf_hostport(buf, sizeof(buf), host, port);
+    return ap_xstrdup(buf);
+}
+
+void
+ap_conf_hostport(char *dst, size_t n, const char *host, int port)
+{
     bool v6 = strchr(host, ':') != NULL;
-    return ap_xasprintf("%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    ap_fmt_trunc(dst, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
 static void
@@ -531,7 +539,7 @@ route_host(ap_conf__ctx_t *x, const cJSON *j, const char *path)
     char *h = ap_conf__str(x, j, path, AP_CONF_NONEMPTY | AP_CONF_NOCTL);
     if (h == NULL)
         return NULL;
-    ap_conf__lower(h);
+    ap_ascii_lower(h);
     size_t n = strlen(h);
     bool ok;
     const char *hint = "";

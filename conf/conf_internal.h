@@ -117,7 +117,6 @@ bool ap_conf__reserved_header(const char *name);
 /* Names that suggest a credential ("secret", "password", "token", "key", ...): values under such
  * names are treated as secrets even when written literally. */
 bool ap_conf__sensitive_name(const char *name);
-void ap_conf__lower(char *s);
 
 /* --- Pieces of the snapshot --------------------------------------------------------------- */
 

@@ -765,14 +765,6 @@ ap_conf__enum(ap_conf__ctx_t *x, const cJSON *j, const char *path, const char *c
 /* --- Syntax: hosts, addresses, URLs ------------------------------------------------------------
  */
 
-void
-ap_conf__lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + ('a' - 'A'));
-}
-
 bool
 ap_conf__valid_hostname(const char *h)
 {
@@ -853,7 +845,7 @@ ap_conf__split_hostport(const char *s, int min_port, char **host, int *port, con
         return AP_ERR;
     }
     char *h = ap_xstrndup(hs, (size_t)(he - hs));
-    ap_conf__lower(h);
+    ap_ascii_lower(h);
     bool ok = s[0] == '[' ? ap_conf__is_ipv6(h) : ap_conf__valid_hostname(h);
     if (!ok) {
         *why = s[0] != '[' && strchr(h, ':') ? "an IPv6 address needs brackets: \"[::1]:3128\""
@@ -940,7 +932,7 @@ ap_conf__parse_url(const char *url, bool allow_query, bool *tls, char **host, in
         return AP_ERR;
     }
     char *h = ap_xstrndup(hs, (size_t)(he - hs));
-    ap_conf__lower(h);
+    ap_ascii_lower(h);
     if (*p == '[' ? !ap_conf__is_ipv6(h) : !ap_conf__valid_hostname(h)) {
         *why = "bad host name";
         free(h);
@@ -1068,7 +1060,7 @@ ap_conf__sensitive_name(const char *name)
                                         "cookie", "session", "assert", NULL};
     char low[128];
     snprintf(low, sizeof(low), "%s", name);
-    ap_conf__lower(low);
+    ap_ascii_lower(low);
     for (const char *const *w = words; *w; w++)
         if (strstr(low, *w) != NULL)
             return true;

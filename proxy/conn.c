@@ -585,14 +585,6 @@ ap_conn_replay(ap_req_t *r)
 }
 
 static void
-lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s + 32);
-}
-
-static void
 handle_request(ap_req_t *r)
 {
     ap_conn_t *c = r->conn;
@@ -619,7 +611,7 @@ handle_request(ap_req_t *r)
     ap_target_t *t = &r->target;
     if (t->host != NULL) {
         r->host = ap_xstrndup(t->host, t->host_len);
-        lower(r->host);
+        ap_ascii_lower(r->host);
     }
     r->port = t->port;
     r->path = ap_http1_target_path(t);

@@ -774,9 +774,7 @@ make_key(char *dst, size_t n, const url_parts_t *u)
 {
     ap_fmt_trunc(dst, n, "%s://%.*s:%d", u->tls ? "https" : "http", (int)u->host_len, u->host,
                  u->port);
-    for (char *c = dst; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
+    ap_ascii_lower(dst);
 }
 
 static origin_t *
@@ -888,9 +886,7 @@ ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
         o = ap_xcalloc(1, sizeof(*o));
         o->key = ap_xstrdup(key);
         o->host = ap_xasprintf("%.*s", (int)p.host_len, p.host);
-        for (char *c = o->host; *c; c++)
-            if (*c >= 'A' && *c <= 'Z')
-                *c = (char)(*c - 'A' + 'a');
+        ap_ascii_lower(o->host);
         bool v6 = memchr(p.host, ':', p.host_len) != NULL;
         bool default_port = p.port == (p.tls ? 443 : 80);
         o->host_hdr =

@@ -45,9 +45,8 @@ explain(const ap_conf_t *conf, const char *method, const char *url)
         return 1;
     }
     char *host = t.host ? ap_xstrndup(t.host, t.host_len) : NULL;
-    for (char *p = host; p && *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p + 32);
+    if (host != NULL)
+        ap_ascii_lower(host);
     char *path = ap_http1_target_path(&t);
     const ap_route_conf_t *rt;
     int rc = 0;

@@ -184,8 +184,7 @@ map_connect_to(const ap_conf_t *conf, const char *host, int port, char *out_host
                int *out_port)
 {
     char key[300];
-    /* Keys are canonical "host:port", IPv6 literals in brackets ("[::1]:443"). */
-    snprintf(key, sizeof(key), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    ap_conf_hostport(key, sizeof(key), host, port);
     snprintf(out_host, hlen, "%s", host);
     *out_port = port;
     for (size_t i = 0; i < conf->nconnect_to; i++) {

@@ -106,6 +106,9 @@ void ap_wipe(void *p, size_t n);
 /* ap_wipe(s, strlen(s)) then free(s); NULL-safe. For heap strings holding secrets. */
 void ap_free_secret(char *s);
 
+/* Lowercases ASCII letters in place (host names). */
+void ap_ascii_lower(char *s);
+
 /* Case-insensitive ASCII compare of two length-delimited strings (header names). */
 bool ap_memieq(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -100,6 +100,14 @@ ap_free_secret(char *s)
     free(s);
 }
 
+void
+ap_ascii_lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s + ('a' - 'A'));
+}
+
 bool
 ap_memieq(const char *a, size_t alen, const char *b, size_t blen)
 {

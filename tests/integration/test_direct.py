@@ -34,6 +34,38 @@ def get(p, path, **kw):
         return r.status, dict(r.headers), r.read()
 
 
+def plain_route(cfg, port):
+    cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
+    cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % port}
+    return cfg
+
+
+def read_head(f):
+    line = f.readline()
+    if not line:
+        return None
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    return line.split()[1]
+
+
+def ok(body=b"ok"):
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def raw_origin(answer, tls_ctx=None):
+    """A byte-exact origin: reads each request head and calls answer(sock, target); the
+    connection ends when answer returns False (or the client closes)."""
+    def script(c):
+        s = tls_ctx.wrap_socket(c, server_side=True) if tls_ctx else c
+        f = s.makefile("rb")
+        while True:
+            target = read_head(f)
+            if target is None or answer(s, target) is False:
+                return
+    return RawServer(script)
+
+
 def same_request(echo):
     """An echoed request with our per-process Via pseudonym blanked."""
     out = json.loads(echo)
@@ -105,22 +137,11 @@ def test_fast_path_response_framing(ca, origin_factory, proxy_factory):
 
 def test_fast_path_skips_interim_responses(ca, proxy_factory):
     # 100 Continue and 103 Early Hints before the final answer, on a kept-alive connection.
-    def script(c):
-        f = c.makefile("rb")
-        while True:
-            line = f.readline()
-            if not line:
-                return
-            while f.readline() not in (b"\r\n", b""):
-                pass
-            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
-                      b"Link: </s.css>; rel=preload\r\n\r\n"
-                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
-    srv = RawServer(script)
+    srv = raw_origin(lambda c, target: c.sendall(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+        b"Link: </s.css>; rel=preload\r\n\r\n" + ok(b"final")))
     try:
-        cfg = base_config(ca, srv.port)
-        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
-        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        cfg = plain_route(base_config(ca, srv.port), srv.port)
         p = proxy_factory(cfg)
         for _ in range(3):
             status, _, body = get(p, "/x")
@@ -132,31 +153,19 @@ def test_fast_path_skips_interim_responses(ca, proxy_factory):
 
 
 def test_fast_path_malformed_and_truncated_responses(ca, proxy_factory):
-    def script(c):
-        f = c.makefile("rb")
-        n = 0
-        while True:
-            line = f.readline()
-            if not line:
-                return
-            while f.readline() not in (b"\r\n", b""):
-                pass
-            n += 1
-            target = line.split()[1]
-            if target == b"/bad":
-                c.sendall(b"HTTP/1.1 200 OK\r\nX-Split: a\rb\r\nContent-Length: 2\r\n\r\nok")
-                c.close()
-                return
-            if target == b"/short":
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this")
-                c.close()
-                return
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    srv = RawServer(script)
+    def answer(c, target):
+        if target == b"/bad":
+            c.sendall(b"HTTP/1.1 200 OK\r\nX-Split: a\rb\r\nContent-Length: 2\r\n\r\nok")
+        elif target == b"/short":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this")
+        else:
+            c.sendall(ok())
+            return True
+        c.close()
+        return False
+    srv = raw_origin(answer)
     try:
-        cfg = base_config(ca, srv.port)
-        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
-        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        cfg = plain_route(base_config(ca, srv.port), srv.port)
         p = proxy_factory(cfg)
         assert get(p, "/warm")[2] == b"ok"
         out = raw(p.port, b"GET http://api.example.com/bad HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -199,21 +208,13 @@ def test_fast_path_response_timeout(ca, origin_factory, proxy_factory):
 def test_fast_path_pooled_connection_closed_by_upstream_is_retried(ca, proxy_factory):
     # The origin answers with keep-alive, then drops the connection after a moment, before the
     # next request: the dead pooled connection costs the client nothing.
-    accepted = []
-
-    def script(c):
-        accepted.append(c)
-        f = c.makefile("rb")
-        line = f.readline()
-        while f.readline() not in (b"\r\n", b""):
-            pass
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    def answer(c, target):
+        c.sendall(ok())
         c.close()  # keep-alive was promised
-    srv = RawServer(script)
+        return False
+    srv = raw_origin(answer)
     try:
-        cfg = base_config(ca, srv.port)
-        cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
-        cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % srv.port}
+        cfg = plain_route(base_config(ca, srv.port), srv.port)
         p = proxy_factory(cfg)
         for _ in range(6):
             status, _, body = get(p, "/x")
@@ -310,21 +311,6 @@ def test_fast_path_resumes_tls_sessions_on_new_connections(ca, origin_factory, p
 
 # --- Review findings: desync, duplicates, framing, stalls ---------------------------------------
 
-def plain_route(cfg, port):
-    cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
-    cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % port}
-    return cfg
-
-
-def read_head(f):
-    line = f.readline()
-    if not line:
-        return None
-    while f.readline() not in (b"\r\n", b""):
-        pass
-    return line.split()[1]
-
-
 def test_stray_bytes_after_a_response_never_answer_the_next_request(ca, proxy_factory):
     # A response that ends exactly at the proxy's 16 KiB read, followed by bytes the upstream
     # should not have sent (a buggy or split response), while the client has pipelined its
@@ -333,18 +319,8 @@ def test_stray_bytes_after_a_response_never_answer_the_next_request(ca, proxy_fa
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
     assert len(head) + len(body) == 16384
 
-    def script(c):
-        f = c.makefile("rb")
-        while True:
-            target = read_head(f)
-            if target is None:
-                return
-            if target == b"/a":
-                c.sendall(head + body + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY")
-            else:
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                          % (len(target), target))
-    srv = RawServer(script)
+    srv = raw_origin(lambda c, target: c.sendall(
+        head + body + ok(b"STRAY") if target == b"/a" else ok(target)))
     try:
         p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
         assert get(p, "/warm")[2] == b"/warm"
@@ -365,22 +341,15 @@ def test_stray_tls_record_after_a_response_never_answers_the_next_request(ca, pr
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
 
-    def script(c):
-        s = ctx.wrap_socket(c, server_side=True)
-        f = s.makefile("rb")
-        while True:
-            target = read_head(f)
-            if target is None:
-                return
-            if target == b"/a":
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY")
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-            else:
-                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                          % (len(target), target))
-    srv = RawServer(script)
+    def answer(s, target):
+        if target != b"/a":
+            s.sendall(ok(target))
+            return
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)  # two records, one segment
+        s.sendall(ok())
+        s.sendall(ok(b"STRAY"))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    srv = raw_origin(answer, tls_ctx=ctx)
     try:
         p = proxy_factory(base_config(ca, srv.port))
         assert get(p, "/warm")[2] == b"/warm"
@@ -397,18 +366,13 @@ def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
     # request may have been processed, so it is not retried (curl does the same): 502.
     seen = []
 
-    def script(c):
-        f = c.makefile("rb")
-        while True:
-            target = read_head(f)
-            if target is None:
-                return
-            seen.append(target)
-            if target == b"/charge":
-                c.close()
-                return
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    srv = RawServer(script)
+    def answer(c, target):
+        seen.append(target)
+        if target == b"/charge":
+            c.close()
+            return False
+        c.sendall(ok())
+    srv = raw_origin(answer)
     try:
         p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
         assert get(p, "/warm")[2] == b"ok"
@@ -425,14 +389,9 @@ def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
 def test_content_length_beside_transfer_encoding_is_not_passed_on(ca, proxy_factory):
     # RFC 9112 6.3: Transfer-Encoding wins and the Content-Length must not reach the client,
     # whose keep-alive connection it would desynchronise. Both engines.
-    def script(c):
-        f = c.makefile("rb")
-        while True:
-            if read_head(f) is None:
-                return
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"b\r\nhello world\r\n0\r\n\r\n")
-    srv = RawServer(script)
+    srv = raw_origin(lambda c, target: c.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"b\r\nhello world\r\n0\r\n\r\n"))
     try:
         p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
         for _ in range(2):  # curl, then the fast path
@@ -463,18 +422,14 @@ def test_bodiless_responses_keep_the_connection(ca, origin_factory, proxy_factor
 def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory):
     release = threading.Event()
 
-    def script(c):
-        f = c.makefile("rb")
-        while True:
-            target = read_head(f)
-            if target is None:
-                return
-            if target == b"/stall":
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-                release.wait(15)
-                return
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    srv = RawServer(script)
+    def answer(c, target):
+        if target != b"/stall":
+            c.sendall(ok())
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        release.wait(15)
+        return False
+    srv = raw_origin(answer)
     try:
         cfg = plain_route(base_config(ca, srv.port), srv.port)
         cfg["limits"]["body_timeout_ms"] = 500

@@ -94,16 +94,17 @@ struct ap_req_s {
     struct curl_slist *up_headers; /* owned; holds the token line: wiped on free */
     char *url;                     /* owned */
     char errbuf[256];
-    bool paused_recv;   /* we returned CURL_WRITEFUNC_PAUSE */
-    bool paused_send;   /* we returned CURL_READFUNC_PAUSE */
-    bool in_curl_cb;    /* guards re-entrancy during curl_easy_pause */
-    int status;         /* upstream final status, 0 until known */
-    bool headers_sent;  /* response head written to the client */
-    bool retry_401;     /* abort and replay after invalidating the token */
-    bool chunked_out;   /* we chunk-encode the response to the client */
-    bool close_after;   /* close the client connection after this response */
-    bool no_body;       /* HEAD/204/304/1xx: no response body */
-    ap_buf_t resp_head; /* owned: response head being assembled from curl's header lines */
+    const char *bad_response; /* static text: why we refused the upstream's response head */
+    bool paused_recv;         /* we returned CURL_WRITEFUNC_PAUSE */
+    bool paused_send;         /* we returned CURL_READFUNC_PAUSE */
+    bool in_curl_cb;          /* guards re-entrancy during curl_easy_pause */
+    int status;               /* upstream final status, 0 until known */
+    bool headers_sent;        /* response head written to the client */
+    bool retry_401;           /* abort and replay after invalidating the token */
+    bool chunked_out;         /* we chunk-encode the response to the client */
+    bool close_after;         /* close the client connection after this response */
+    bool no_body;             /* HEAD/204/304/1xx: no response body */
+    ap_buf_t resp_head;       /* owned: response head being assembled from curl's header lines */
     uint64_t bytes_out;
     const char *error; /* stable error code for the access log, or NULL */
 

@@ -715,6 +715,37 @@ resp_content_length(const char *v, size_t len, ap_http1_resp_t *r, bool *seen)
     return AP_OK;
 }
 
+/* No bare CR, NUL or other control character but HTAB: never pass them on. */
+static bool
+no_controls(const char *p, size_t l)
+{
+    for (size_t i = 0; i < l; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+bool
+ap_http1_response_field(const char *p, size_t l, ap_header_t *h)
+{
+    const char *colon = memchr(p, ':', l);
+    if (colon == NULL || colon == p || !no_controls(p, l))
+        return false; /* also obs-fold: the line starts with whitespace */
+    *h = (ap_header_t){p, (size_t)(colon - p), colon + 1, l - (size_t)(colon - p) - 1};
+    for (size_t i = 0; i < h->name_len; i++)
+        if (!is_tchar((unsigned char)h->name[i]))
+            return false;
+    while (h->value_len && is_ows(h->value[0])) {
+        h->value++;
+        h->value_len--;
+    }
+    while (h->value_len && is_ows(h->value[h->value_len - 1]))
+        h->value_len--;
+    return true;
+}
+
 ap_rc_t
 ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_resp_t *r,
                         ap_http1_header_cb cb, void *ud)
@@ -748,29 +779,14 @@ ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_r
         const char *next = nl + 1;
         if (l > 0 && p[l - 1] == '\r')
             l--;
-        for (size_t i = 0; i < l; i++) {
-            unsigned char ch = (unsigned char)p[i];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return AP_ERR; /* bare CR, NUL, other controls: never pass them on */
-        }
         if (first) {
-            if (parse_status_line(p, l, r) != AP_OK)
+            if (!no_controls(p, l) || parse_status_line(p, l, r) != AP_OK)
                 return AP_ERR;
             first = false;
         } else if (l > 0) {
-            const char *colon = memchr(p, ':', l);
-            if (colon == NULL || colon == p)
-                return AP_ERR; /* also obs-fold: the line starts with whitespace */
-            ap_header_t h = {p, (size_t)(colon - p), colon + 1, l - (size_t)(colon - p) - 1};
-            for (size_t i = 0; i < h.name_len; i++)
-                if (!is_tchar((unsigned char)h.name[i]))
-                    return AP_ERR;
-            while (h.value_len && is_ows(h.value[0])) {
-                h.value++;
-                h.value_len--;
-            }
-            while (h.value_len && is_ows(h.value[h.value_len - 1]))
-                h.value_len--;
+            ap_header_t h;
+            if (!ap_http1_response_field(p, l, &h))
+                return AP_ERR;
             if (ap_memieq(h.name, h.name_len, "content-length", 14)) {
                 if (resp_content_length(h.value, h.value_len, r, &seen_cl) != AP_OK)
                     return AP_ERR;

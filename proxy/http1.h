@@ -156,4 +156,10 @@ typedef void (*ap_http1_header_cb)(void *ud, const ap_header_t *h);
 ap_rc_t ap_http1_parse_response(const char *buf, size_t len, size_t max_head, ap_http1_resp_t *r,
                                 ap_http1_header_cb cb, void *ud);
 
+/* One response header line without its line ending, checked as ap_http1_parse_response does
+ * (token name, colon, no control characters, not a fold) and split into h (value trimmed).
+ * For heads parsed elsewhere (libcurl's header callback), so both upstream engines accept the
+ * same responses. */
+bool ap_http1_response_field(const char *line, size_t len, ap_header_t *h);
+
 #endif

@@ -349,12 +349,19 @@ header_cb(char *buf, size_t size, size_t nitems, void *ud)
             return 0; /* abort this attempt; on_done replays with a new token */
         return len;
     }
-    if (buf[0] == ' ' || buf[0] == '\t')
-        return len; /* obs-fold from an upstream: dropped rather than mis-joined */
     /* Strip CRLF; store LF-separated. */
     size_t n = len;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    if (n > 0 && buf[n - 1] == '\n')
         n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    ap_header_t h;
+    if (!ap_http1_response_field(buf, n, &h)) {
+        /* obs-fold, a bad name, control characters: a proxy must not pass them on (RFC 9112
+         * 5.2, 5.1); rejected exactly as the fast path's parser rejects them. */
+        r->bad_response = "malformed response head";
+        return 0;
+    }
     if (ap_buf_append(&r->resp_head, buf, n) != AP_OK ||
         ap_buf_append(&r->resp_head, "\n", 1) != AP_OK)
         return 0;
@@ -495,6 +502,10 @@ on_done(ap_xfer_t *x, CURLcode rc)
     }
     if (!r->headers_sent && rc == CURLE_ABORTED_BY_CALLBACK && r->error != NULL) {
         ap_conn_send_error(c, 400, r->error, "malformed chunked request body", 0);
+        return;
+    }
+    if (r->bad_response != NULL && !r->headers_sent) {
+        ap_upstream_fail(r, 502, "upstream_error", r->bad_response);
         return;
     }
     if (rc != CURLE_OK || !r->headers_sent) {

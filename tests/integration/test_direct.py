@@ -168,16 +168,46 @@ def test_fast_path_malformed_and_truncated_responses(ca, proxy_factory):
         cfg = plain_route(base_config(ca, srv.port), srv.port)
         p = proxy_factory(cfg)
         assert get(p, "/warm")[2] == b"ok"
-        out = raw(p.port, b"GET http://api.example.com/bad HTTP/1.1\r\nHost: a\r\n\r\n")
+        out = raw(p.port, b"GET http://api.example.com/bad HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 502 ")
         assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_error"
         assert get(p, "/warm")[2] == b"ok"
-        out = raw(p.port, b"GET http://api.example.com/short HTTP/1.1\r\nHost: a\r\n\r\n")
+        out = raw(p.port, b"GET http://api.example.com/short HTTP/1.1\r\nHost: a\r\n"
+                      b"Connection: close\r\n\r\n")
         head, _, body = out.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 100" in head
         assert body == b"only-this"  # then the connection closes: the client sees truncation
         assert direct_requests(p) >= 3
         assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 0
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "curl"])
+def test_malformed_response_header_lines_are_refused(ca, proxy_factory, fast_path):
+    # RFC 9112 5.1/5.2: obs-fold, whitespace before the colon, a name that is not a token: a
+    # proxy must not pass them on; both engines answer the same 502.
+    bad = {b"/fold": b"X-Long: a\r\n  b", b"/space": b"X-A : b", b"/name": b"Bad Name: x"}
+
+    def answer(c, target):
+        if target in bad:
+            c.sendall(b"HTTP/1.1 200 OK\r\n%s\r\nContent-Length: 2\r\n\r\nok" % bad[target])
+        else:
+            c.sendall(ok())
+    srv = raw_origin(answer)
+    try:
+        cfg = plain_route(base_config(ca, srv.port, upstream_fast_path=fast_path), srv.port)
+        p = proxy_factory(cfg)
+        assert get(p, "/warm")[2] == b"ok"
+        for path in bad:
+            out = raw(p.port, b"GET http://api.example.com%s HTTP/1.1\r\nHost: a\r\n"
+                              b"Connection: close\r\n\r\n" % path)
+            assert out.startswith(b"HTTP/1.1 502 "), path
+            body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+            assert body["error"] == "upstream_error"
+            assert "malformed response head" in body["detail"]
+        assert direct_requests(p) == (len(bad) if fast_path else 0)
     finally:
         srv.close()
 
@@ -195,7 +225,8 @@ def test_fast_path_response_timeout(ca, origin_factory, proxy_factory):
     p = proxy_factory(cfg)
     try:
         assert get(p, "/warm")[2] == b"ok"
-        out = raw(p.port, b"GET http://api.example.com/slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        out = raw(p.port, b"GET http://api.example.com/slow HTTP/1.1\r\nHost: a\r\n"
+                      b"Connection: close\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 504 ")
         assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_timeout"
         assert direct_requests(p) == 1
@@ -288,7 +319,8 @@ def test_fast_path_verifies_the_certificate_on_every_new_connection(ca, origin_f
     wrong = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     wrong.load_cert_chain(*ca.issue(["other.example.com"]))
     o.server.socket._context = wrong  # the listening socket wraps each accepted one with it
-    out = raw(p.port, b"GET http://api.example.com/2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    out = raw(p.port, b"GET http://api.example.com/2 HTTP/1.1\r\nHost: a\r\n"
+                      b"Connection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 502 ")
     assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_tls_failed"
     assert [r.target for r in o.requests] == ["/1"]
@@ -377,7 +409,7 @@ def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
         p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
         assert get(p, "/warm")[2] == b"ok"
         out = raw(p.port, b"POST http://api.example.com/charge HTTP/1.1\r\nHost: a\r\n"
-                          b"Content-Length: 4\r\n\r\n1000")
+                          b"Content-Length: 4\r\nConnection: close\r\n\r\n1000")
         assert out.startswith(b"HTTP/1.1 502 ")
         assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_error"
         assert seen.count(b"/charge") == 1

@@ -195,8 +195,8 @@ render_metrics(ap_server_t *s, struct evbuffer *b)
     ap_h1up_stats(s->h1up, &hs);
     evbuffer_add_printf(
         b,
-        "# HELP authproxy_upstream_direct_requests_total Requests sent over the HTTP/1.1 fast "
-        "path's own connections (the rest go through curl).\n"
+        "# HELP authproxy_upstream_direct_requests_total Responses received over the HTTP/1.1 "
+        "fast path's own connections (the rest go through curl).\n"
         "# TYPE authproxy_upstream_direct_requests_total counter\n"
         "authproxy_upstream_direct_requests_total %llu\n"
         "# HELP authproxy_upstream_direct_connections_total Upstream connections the fast path "

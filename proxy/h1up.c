@@ -1,19 +1,22 @@
 /*
  * h1up.c: the upstream fast path, HTTP/1.1 keep-alive connections of our own.
  *
- * libcurl's multi interface stays the general upstream engine (first contact with an origin,
- * DNS, HTTP/2, outbound proxies, streamed request bodies, token endpoints). Once curl has
- * completed a transfer to an origin over HTTP/1.1 without a proxy, the address it connected to
- * is remembered for LEARN_TTL_MS, and requests whose body is already in memory (none, or a kept
- * body) go over connections owned here: nonblocking TCP, OpenSSL with the same verification as
- * curl (tls.ca_file, peer and host name), ALPN "http/1.1", keep-alive with an idle pool per
- * origin. That skips curl's per-transfer setup, which is most of the CPU a forwarded request
- * costs (bench/callgrind.md). An origin that curl finds speaking HTTP/2 is never taken here.
+ * libcurl's multi interface stays the general upstream engine (DNS, HTTP/2, outbound proxies,
+ * streamed request bodies, token endpoints). Requests whose body is already in memory (none, or
+ * a kept body) go over connections owned here when the origin's address is known: from the
+ * start when connect_to maps it to an IP address (or the host is one), otherwise once curl has
+ * completed a transfer to it over HTTP/1.1 (its address is then used for LEARN_TTL_MS). The
+ * connections: nonblocking TCP, OpenSSL with the same trust and checks as curl (tls.ca_file,
+ * peer and host name), ALPN offering h2 and http/1.1, keep-alive with an idle pool per origin.
+ * That skips curl's per-transfer setup, which is most of the CPU a forwarded request costs
+ * (bench/callgrind.md). An origin that picks h2, or that curl finds speaking HTTP/2, is left to
+ * curl (it multiplexes).
  *
- * Failure before any response byte (a pooled connection the upstream closed, a refused
- * connect, a failed handshake) hands the request to curl once, as curl itself would retry on a
- * fresh connection, so error codes and messages stay curl's; the origin is forgotten when a new
- * connection failed. A connect timeout answers 504 at once.
+ * Failure before any response byte hands the request to curl once when that is safe (nothing
+ * was written: a refused connect, a failed handshake, h2; or a reused connection the upstream
+ * had closed, for an idempotent method), so error codes and messages stay curl's; otherwise
+ * 502 (RFC 9112 9.3.1). After a failed new connection the origin goes through curl again
+ * before it is tried here. A connect timeout answers 504 at once.
  *
  * Ownership: the engine (ap_h1up_t, one per server) owns every connection: on its origin's idle
  * list, on the busy list while a request is attached (r->h1 and k->req point at each other), or
@@ -30,6 +33,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +63,8 @@ typedef struct origin_s {
     struct sockaddr_storage addr; /* where curl connected (connect_to and DNS applied) */
     socklen_t addrlen;
     uint64_t learned_ms; /* 0: not usable for new connections */
+    bool fixed;          /* address known without DNS (connect_to to an IP, an IP literal) */
+    uint64_t h2_until;   /* the origin speaks HTTP/2 (curl's) until then */
     ap_list_t idle;      /* ap_h1conn_t, most recently used last */
     size_t nidle;
     size_t nconns;     /* live connections pointing here (idle or busy) */
@@ -102,6 +108,8 @@ struct ap_h1up_s {
     ap_list_t dead;
     struct event *reaper; /* owned */
     unsigned gen;         /* configure generation: what curl learned before a reload is stale */
+    char **ct;            /* owned: connect_to as "from", "to" pairs (canonical host:port) */
+    size_t nct;
     ap_h1up_stats_t st;
 };
 
@@ -314,8 +322,10 @@ k_drop(ap_h1conn_t *k)
 static void
 k_fallback(ap_h1conn_t *k, const char *why)
 {
-    if (k->uses == 0 && k->o != NULL)
+    if (k->uses == 0 && k->o != NULL) {
         k->o->learned_ms = 0; /* a new connection failed: ask curl before trying again */
+        k->o->fixed = false;
+    }
     ap_log_debug("upstream fast path: %s on %s connection to %s; retrying through curl", why,
                  k->uses ? "a reused" : "a new", k->o ? k->o->key : "-");
     k->u->st.fallbacks++;
@@ -337,21 +347,32 @@ k_broken(ap_h1conn_t *k, const char *why)
         ap_upstream_fail(r, 502, "upstream_error", why);
 }
 
-/* The connection failed before any response byte. Like curl, send the request again (through
- * curl, on a fresh connection) only if it cannot have been processed: nothing of it was
- * written, or the connection was a reused one the upstream had already closed. A new
- * connection that took the request and died answers 502: a POST must not run twice. */
+/* The connection failed before any response byte. Send the request again (through curl, on a
+ * fresh connection) only when that is safe: nothing of it was written, or the connection was
+ * a reused one (the upstream may have closed it as idle) and the method is idempotent. Anything
+ * else answers 502: a proxy must not retry a non-idempotent request (RFC 9112 9.3.1). */
+static bool
+idempotent(const char *m)
+{
+    static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < AP_ARRAY_LEN(safe); i++)
+        if (strcmp(m, safe[i]) == 0)
+            return true;
+    return false;
+}
+
 static void
 k_no_response(ap_h1conn_t *k, const char *why)
 {
-    if (!k->wrote || k->uses > 0) {
+    if (!k->wrote || (k->uses > 0 && k->req != NULL && idempotent(k->req->method))) {
         k_fallback(k, why);
         return;
     }
     ap_req_t *r = k_drop(k);
     if (r != NULL)
         ap_upstream_fail(r, 502, "upstream_error",
-                         "the upstream closed a new connection without answering");
+                         "the upstream closed the connection without answering (a request "
+                         "that may have been processed is not sent again)");
 }
 
 /* Unread response bytes (in OpenSSL's buffer or the socket) or EOF on a pooled connection: it
@@ -383,6 +404,7 @@ k_complete(ap_h1conn_t *k, bool extra_bytes)
                  k->out_off == k->out.len && o != NULL && o->nidle < MAX_IDLE_PER_ORIGIN &&
                  !r->conn->srv->draining && !(k->ssl != NULL && SSL_has_pending(k->ssl));
     k->uses++;
+    k->u->st.requests++;
     if (reuse) {
         k->req = NULL;
         r->h1 = NULL;
@@ -613,6 +635,16 @@ k_handshake(ap_h1conn_t *k)
     ERR_clear_error();
     int rc = SSL_connect(k->ssl);
     if (rc == 1) {
+        const unsigned char *proto = NULL;
+        unsigned plen = 0;
+        SSL_get0_alpn_selected(k->ssl, &proto, &plen);
+        if (plen == 2 && memcmp(proto, "h2", 2) == 0) {
+            /* The origin prefers HTTP/2: curl's job (it multiplexes); nothing was sent here. */
+            if (k->o != NULL)
+                k->o->h2_until = ap_now_mono_ms() + LEARN_TTL_MS;
+            k_fallback(k, "the upstream chose HTTP/2");
+            return;
+        }
         k->state = K_BUSY;
         return;
     }
@@ -702,8 +734,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (k->state == K_CONNECTING || k->state == K_HANDSHAKE) {
-        if (k->o != NULL)
+        if (k->o != NULL) {
             k->o->learned_ms = 0;
+            k->o->fixed = false;
+        }
         ap_req_t *r = k_drop(k);
         if (r != NULL)
             ap_upstream_fail(r, 504, "upstream_timeout", "connecting to the upstream timed out");
@@ -842,6 +876,96 @@ ap_h1up_generation(const ap_h1up_t *u)
     return u->gen;
 }
 
+/* "addr" or "[v6addr]" and a port into a socket address; false unless addr is an IP literal. */
+static bool
+ip_sockaddr(const char *addr, size_t len, long port, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    char ip[INET6_ADDRSTRLEN + 1];
+    if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+        addr++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof(ip) || port <= 0 || port > 65535)
+        return false;
+    memcpy(ip, addr, len);
+    ip[len] = '\0';
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *sl = sizeof(*s4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *sl = sizeof(*s6);
+        return true;
+    }
+    return false;
+}
+
+static origin_t *
+origin_new(ap_h1up_t *u, const url_parts_t *p, const char *key)
+{
+    if (!origin_room(u))
+        return NULL;
+    origin_t *o = ap_xcalloc(1, sizeof(*o));
+    o->key = ap_xstrdup(key);
+    o->host = ap_xasprintf("%.*s", (int)p->host_len, p->host);
+    ap_ascii_lower(o->host);
+    bool v6 = memchr(p->host, ':', p->host_len) != NULL;
+    bool default_port = p->port == (p->tls ? 443 : 80);
+    o->host_hdr = default_port
+                      ? ap_xasprintf("%s%s%s", v6 ? "[" : "", o->host, v6 ? "]" : "")
+                      : ap_xasprintf("%s%s%s:%d", v6 ? "[" : "", o->host, v6 ? "]" : "", p->port);
+    o->tls = p->tls;
+    o->tls_name = ap_xstrdup(o->host);
+    size_t tl = strlen(o->tls_name);
+    if (tl > 1 && o->tls_name[tl - 1] == '.')
+        o->tls_name[tl - 1] = '\0';
+    ap_list_init(&o->idle);
+    ap_list_insert_tail(&u->origins, &o->link);
+    u->norigins++;
+    return o;
+}
+
+/* An origin whose address needs no DNS: connect_to maps it to an IP literal (as curl would
+ * connect), or the host is one. NULL otherwise: curl goes first and the address is learned. */
+static origin_t *
+origin_static(ap_h1up_t *u, const url_parts_t *p, const char *key)
+{
+    char host[260], hp[300];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    snprintf(host, sizeof(host), "%.*s", (int)p->host_len, p->host);
+    ap_ascii_lower(host);
+    ap_conf_hostport(hp, sizeof(hp), host, p->port);
+    const char *to = NULL;
+    for (size_t i = 0; i < u->nct; i++)
+        if (strcmp(u->ct[2 * i], hp) == 0)
+            to = u->ct[2 * i + 1];
+    bool ok;
+    if (to != NULL) {
+        const char *colon = strrchr(to, ':');
+        ok = colon != NULL &&
+             ip_sockaddr(to, (size_t)(colon - to), strtol(colon + 1, NULL, 10), &ss, &sl);
+    } else {
+        ok = ip_sockaddr(host, strlen(host), p->port, &ss, &sl);
+    }
+    if (!ok)
+        return NULL;
+    origin_t *o = origin_new(u, p, key);
+    if (o == NULL)
+        return NULL;
+    o->addr = ss;
+    o->addrlen = sl;
+    o->fixed = true;
+    return o;
+}
+
 void
 ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
 {
@@ -854,55 +978,24 @@ ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
     long version = 0;
     char *ip = NULL;
     long port = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl;
     if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK ||
         curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &ip) != CURLE_OK ||
         curl_easy_getinfo(easy, CURLINFO_PRIMARY_PORT, &port) != CURLE_OK || ip == NULL ||
-        port <= 0 || port > 65535)
+        !ip_sockaddr(ip, strlen(ip), port, &ss, &sl))
         return;
-    if (version != CURL_HTTP_VERSION_1_1) {
-        if (o != NULL)
-            o->learned_ms = 0; /* HTTP/2 (or 1.0): curl's to serve */
+    if (o == NULL && (o = origin_new(u, &p, key)) == NULL)
         return;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    memset(&ss, 0, sizeof(ss));
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        sslen = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        sslen = sizeof(*s6);
-    } else {
+    if (version == CURL_HTTP_VERSION_2_0) {
+        o->h2_until = ap_now_mono_ms() + LEARN_TTL_MS; /* curl multiplexes it */
         return;
     }
-    if (o == NULL) {
-        if (!origin_room(u))
-            return;
-        o = ap_xcalloc(1, sizeof(*o));
-        o->key = ap_xstrdup(key);
-        o->host = ap_xasprintf("%.*s", (int)p.host_len, p.host);
-        ap_ascii_lower(o->host);
-        bool v6 = memchr(p.host, ':', p.host_len) != NULL;
-        bool default_port = p.port == (p.tls ? 443 : 80);
-        o->host_hdr =
-            default_port ? ap_xasprintf("%s%s%s", v6 ? "[" : "", o->host, v6 ? "]" : "")
-                         : ap_xasprintf("%s%s%s:%d", v6 ? "[" : "", o->host, v6 ? "]" : "", p.port);
-        o->tls = p.tls;
-        o->tls_name = ap_xstrdup(o->host);
-        size_t tl = strlen(o->tls_name);
-        if (tl > 1 && o->tls_name[tl - 1] == '.')
-            o->tls_name[tl - 1] = '\0';
-        ap_list_init(&o->idle);
-        ap_list_insert_tail(&u->origins, &o->link);
-        u->norigins++;
-    }
+    if (version != CURL_HTTP_VERSION_1_1)
+        return; /* HTTP/1.0: curl's to serve */
+    o->h2_until = 0;
     o->addr = ss;
-    o->addrlen = sslen;
+    o->addrlen = sl;
     o->learned_ms = ap_now_mono_ms();
 }
 
@@ -929,7 +1022,10 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
         return AP_AGAIN;
     make_key(key, sizeof(key), &p);
     origin_t *o = find_origin(u, key);
-    if (o == NULL)
+    if (o == NULL && (o = origin_static(u, &p, key)) == NULL)
+        return AP_AGAIN;
+    uint64_t now = ap_now_mono_ms();
+    if (o->h2_until > now)
         return AP_AGAIN;
     ap_h1conn_t *k = NULL;
     while (k == NULL && !ap_list_empty(&o->idle)) {
@@ -946,13 +1042,12 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
         k->state = K_BUSY;
     }
     if (k == NULL) {
-        if (o->learned_ms == 0 || ap_now_mono_ms() - o->learned_ms > LEARN_TTL_MS)
+        if (!o->fixed && (o->learned_ms == 0 || now - o->learned_ms > LEARN_TTL_MS))
             return AP_AGAIN;
         k = k_connect(u, o);
         if (k == NULL)
             return AP_AGAIN;
     }
-    u->st.requests++;
     k->req = r;
     r->h1 = k;
     k->got_bytes = false;
@@ -1054,6 +1149,15 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
 {
     reset_origins(u);
     u->gen++;
+    for (size_t i = 0; i < 2 * u->nct; i++)
+        free(u->ct[i]);
+    free(u->ct);
+    u->nct = c->nconnect_to;
+    u->ct = ap_xcalloc(2 * u->nct + 1, sizeof(char *));
+    for (size_t i = 0; i < u->nct; i++) {
+        u->ct[2 * i] = ap_xstrdup(c->connect_to[i].from);
+        u->ct[2 * i + 1] = ap_xstrdup(c->connect_to[i].to);
+    }
     if (u->ctx != NULL)
         SSL_CTX_free(u->ctx); /* connections still open keep their own reference */
     u->ctx = NULL;
@@ -1074,7 +1178,8 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
     int ok = cafile || capath ? SSL_CTX_load_verify_locations(ctx, cafile, capath)
                               : SSL_CTX_set_default_verify_paths(ctx);
     X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx), X509_V_FLAG_PARTIAL_CHAIN);
-    static const unsigned char alpn[] = "\x08http/1.1";
+    /* h2 is offered so that an HTTP/2 origin says so at once (and goes to curl). */
+    static const unsigned char alpn[] = "\x02h2\x08http/1.1";
     if (ok != 1 || SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
         ap_log_warn("upstream fast path off: cannot load the CA bundle%s%s", c->ca_file ? " " : "",
                     c->ca_file ? c->ca_file : "");
@@ -1104,6 +1209,9 @@ ap_h1up_free(ap_h1up_t *u)
         k_kill(ap_container_of(u->busy.next, ap_h1conn_t, link));
     on_reap(-1, 0, u);
     event_free(u->reaper);
+    for (size_t i = 0; i < 2 * u->nct; i++)
+        free(u->ct[i]);
+    free(u->ct);
     if (u->ctx != NULL)
         SSL_CTX_free(u->ctx);
     free(u);

@@ -1,7 +1,7 @@
 /*
- * h1up.h: the upstream fast path (h1up.c): HTTP/1.1 keep-alive connections of our own to
- * origins that curl has reached over HTTP/1.1, for requests whose body is already in memory.
- * Everything else, and every first contact, goes through curl (upstream.c).
+ * h1up.h: the upstream fast path (h1up.c): HTTP/1.1 keep-alive connections of our own, for
+ * requests whose body is already in memory, to origins whose address is known (connect_to to
+ * an IP address, or learned from curl). Everything else goes through curl (upstream.c).
  */
 #ifndef AP_H1UP_H
 #define AP_H1UP_H
@@ -17,7 +17,8 @@ void ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c) AP_COLD;
  * remember where an HTTP/1.1 origin lives (nothing if a reload came in between). */
 unsigned ap_h1up_generation(const ap_h1up_t *u);
 void ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy);
-/* Takes the request (AP_OK) or declines it (AP_AGAIN: use curl). */
+/* Takes the request (AP_OK) or declines it (AP_AGAIN: use curl). Off, for every request, when
+ * an outbound proxy is configured or upstream_fast_path is false. */
 ap_rc_t ap_h1up_start(ap_h1up_t *u, ap_req_t *r);
 /* The request goes away mid-transfer: its connection is closed. Safe in any callback. */
 void ap_h1up_detach(ap_req_t *r);
@@ -27,7 +28,7 @@ void ap_h1up_resume(ap_req_t *r);
 
 /* Counters for /metrics. */
 typedef struct ap_h1up_stats_s {
-    uint64_t requests;    /* requests the fast path took */
+    uint64_t requests;    /* responses it received in full */
     uint64_t connections; /* connections it opened */
     uint64_t fallbacks;   /* requests handed to curl after a failure without response */
     uint64_t idle;        /* pooled idle connections now */

@@ -1,7 +1,8 @@
-"""The upstream fast path: once curl has reached an HTTP/1.1 origin, requests whose body is in
-memory go over authproxy's own keep-alive connections. Each test checks that the fast path
-really carried the requests (the /metrics counters), and that what the client and the origin
-see is the same as through curl."""
+"""The upstream fast path: requests whose body is in memory go over authproxy's own HTTP/1.1
+keep-alive connections, from the first request when connect_to (as in these tests) names an IP
+address, after curl's first contact otherwise. Each test checks that the fast path really
+carried the requests (the /metrics counters), and that what the client and the origin see is
+the same as through curl."""
 import json
 import re
 import socket
@@ -78,7 +79,6 @@ def test_fast_path_sends_exactly_what_curl_sends(ca, origin_factory, proxy_facto
     o = origin_factory(echo_handler)
     through_curl = proxy_factory(base_config(ca, o.port, upstream_fast_path=False))
     p = proxy_factory(base_config(ca, o.port))
-    assert get(p, "/warm")[0] == 200  # first contact: curl
     hdrs = {"X-Custom": "a b", "Authorization": "Basic client-own", "Proxy-Authorization": "x",
             "Via": "1.0 upstream-cache", "X-Empty": "", "Accept": "text/csv"}
     cases = (("GET", None, hdrs), ("GET", None, {}), ("POST", b'{"k":1}', hdrs),
@@ -93,8 +93,8 @@ def test_fast_path_sends_exactly_what_curl_sends(ca, origin_factory, proxy_facto
     assert direct_requests(p) == len(cases)
     assert direct_requests(through_curl) == 0
     assert metric(p, "authproxy_upstream_direct_connections_total") == 1
-    # curl's connection for the first contact, then one kept-alive connection per proxy engine.
-    assert len({r.conn_id for r in o.requests}) == 3
+    # One kept-alive upstream connection per proxy.
+    assert len({r.conn_id for r in o.requests}) == 2
 
 
 def framing_handler(req):
@@ -146,8 +146,8 @@ def test_fast_path_skips_interim_responses(ca, proxy_factory):
         for _ in range(3):
             status, _, body = get(p, "/x")
             assert status == 200 and body == b"final"
-        assert direct_requests(p) == 2
-        assert srv.accepted == 2  # curl's connection, then the fast path's, kept alive
+        assert direct_requests(p) == 3
+        assert srv.accepted == 1  # one connection, kept alive
     finally:
         srv.close()
 
@@ -178,7 +178,7 @@ def test_fast_path_malformed_and_truncated_responses(ca, proxy_factory):
         head, _, body = out.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 100" in head
         assert body == b"only-this"  # then the connection closes: the client sees truncation
-        assert direct_requests(p) >= 3
+        assert direct_requests(p) == 2  # the two good answers
         assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 0
     finally:
         srv.close()
@@ -207,7 +207,7 @@ def test_malformed_response_header_lines_are_refused(ca, proxy_factory, fast_pat
             body = json.loads(out.split(b"\r\n\r\n", 1)[1])
             assert body["error"] == "upstream_error"
             assert "malformed response head" in body["detail"]
-        assert direct_requests(p) == (len(bad) if fast_path else 0)
+        assert direct_requests(p) == (1 if fast_path else 0)  # the warm-up
     finally:
         srv.close()
 
@@ -230,10 +230,12 @@ def test_fast_path_response_timeout(ca, origin_factory, proxy_factory):
         assert out.startswith(b"HTTP/1.1 504 ")
         assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_timeout"
         assert direct_requests(p) == 1
+        assert metric(p, "authproxy_upstream_direct_connections_total") == 1
     finally:
         release.set()
     assert get(p, "/again")[2] == b"ok"  # a fresh connection: the stalled one was closed
     assert direct_requests(p) == 2
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 2
 
 
 def test_fast_path_pooled_connection_closed_by_upstream_is_retried(ca, proxy_factory):
@@ -280,12 +282,13 @@ def test_fast_path_follows_reload_of_connect_to(ca, origin_factory, proxy_factor
     p = proxy_factory(cfg)
     assert get(p, "/1")[2] == b"from-a"
     assert get(p, "/2")[2] == b"from-a"
-    assert direct_requests(p) == 1
+    assert direct_requests(p) == 2
     cfg["connect_to"] = {"api.example.com:443": "127.0.0.1:%d" % b.port}
     n = p.reload(cfg)
     p.wait_log("configuration reloaded", start=n)
     assert get(p, "/3")[2] == b"from-b"
     assert get(p, "/4")[2] == b"from-b"
+    assert direct_requests(p) == 4
 
 
 def test_fast_path_can_be_turned_off(ca, origin_factory, proxy_factory):
@@ -305,14 +308,14 @@ def test_fast_path_never_takes_a_streamed_upload(ca, origin_factory, proxy_facto
     assert get(p, "/warm")[0] == 200
     status, _, body = get(p, "/up", data=b"x" * 1000, method="POST")
     assert status == 200 and json.loads(body)["body_len"] == 1000
-    assert direct_requests(p) == 0
+    assert direct_requests(p) == 1  # the warm-up only
 
 
 def test_fast_path_verifies_the_certificate_on_every_new_connection(ca, origin_factory,
                                                                      proxy_factory):
     # Every response closes its connection, so each request needs a new TLS connection. After
-    # curl's first contact the origin starts presenting a certificate for another name: the
-    # fast path must refuse it exactly as curl does, and nothing reaches the origin.
+    # the first request the origin presents a certificate for another name: the fast path must
+    # refuse it exactly as curl does (which then reports it), and nothing reaches the origin.
     o = origin_factory(lambda req: Response(200, [], b"ok", hangup=True))
     p = proxy_factory(base_config(ca, o.port))
     assert get(p, "/1")[2] == b"ok"
@@ -334,11 +337,10 @@ def test_fast_path_resumes_tls_sessions_on_new_connections(ca, origin_factory, p
     p = proxy_factory(base_config(ca, o.port))
     for i in range(5):
         assert get(p, "/%d" % i)[2] == b"ok"
-    assert direct_requests(p) == 4
-    assert metric(p, "authproxy_upstream_direct_connections_total") == 4
+    assert direct_requests(p) == 5
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 5
     by_conn = [o.resumed[r.conn_id] for r in o.requests]
-    # conn 1 is curl's first contact, conn 2 the fast path's first (no ticket yet).
-    assert by_conn[2:] == [True, True, True], by_conn
+    assert by_conn == [False, True, True, True, True], by_conn  # the first has no ticket yet
 
 
 # --- Review findings: desync, duplicates, framing, stalls ---------------------------------------
@@ -388,19 +390,20 @@ def test_stray_tls_record_after_a_response_never_answers_the_next_request(ca, pr
         assert get(p, "/a")[2] == b"ok"
         for path in ("/b", "/c", "/d"):
             assert get(p, path)[2] == path.encode()
-        assert direct_requests(p) == 4
+        assert direct_requests(p) == 5
     finally:
         srv.close()
 
 
-def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
-    # The upstream takes the request on a new connection and dies without answering: the
-    # request may have been processed, so it is not retried (curl does the same): 502.
+def test_a_post_the_upstream_may_have_processed_is_never_sent_twice(ca, proxy_factory):
+    # The upstream takes the request on a kept-alive connection and dies without answering: it
+    # may have been processed, and a proxy must not retry a non-idempotent request
+    # (RFC 9112 9.3.1): 502, and the origin saw it once. A GET would be retried.
     seen = []
 
     def answer(c, target):
         seen.append(target)
-        if target == b"/charge":
+        if target.startswith(b"/charge"):
             c.close()
             return False
         c.sendall(ok())
@@ -414,26 +417,35 @@ def test_post_on_a_new_connection_is_never_sent_twice(ca, proxy_factory):
         assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_error"
         assert seen.count(b"/charge") == 1
         assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 0
+        # The same failure for a GET on a reused connection: sent again (through curl, on a
+        # fresh connection, which here fails too).
+        assert get(p, "/warm")[2] == b"ok"
+        out = raw(p.port, b"GET http://api.example.com/charge-get HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 502 ")
+        assert seen.count(b"/charge-get") == 2
+        assert metric(p, "authproxy_upstream_direct_fallbacks_total") == 1
     finally:
         srv.close()
 
 
-def test_content_length_beside_transfer_encoding_is_not_passed_on(ca, proxy_factory):
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "curl"])
+def test_content_length_beside_transfer_encoding_is_not_passed_on(ca, proxy_factory, fast_path):
     # RFC 9112 6.3: Transfer-Encoding wins and the Content-Length must not reach the client,
     # whose keep-alive connection it would desynchronise. Both engines.
     srv = raw_origin(lambda c, target: c.sendall(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"b\r\nhello world\r\n0\r\n\r\n"))
     try:
-        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
-        for _ in range(2):  # curl, then the fast path
-            out = raw(p.port, b"GET http://api.example.com/x HTTP/1.1\r\nHost: a\r\n\r\n"
-                              b"GET http://api.example.com/y HTTP/1.1\r\nHost: a\r\n"
-                              b"Connection: close\r\n\r\n")
-            assert b"Content-Length" not in out
-            assert out.count(b"HTTP/1.1 200 ") == 2
-            assert out.count(b"hello world") == 2
-        assert direct_requests(p) >= 1
+        cfg = base_config(ca, srv.port, upstream_fast_path=fast_path)
+        p = proxy_factory(plain_route(cfg, srv.port))
+        out = raw(p.port, b"GET http://api.example.com/x HTTP/1.1\r\nHost: a\r\n\r\n"
+                          b"GET http://api.example.com/y HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert b"Content-Length" not in out
+        assert out.count(b"HTTP/1.1 200 ") == 2
+        assert out.count(b"hello world") == 2
+        assert direct_requests(p) == (2 if fast_path else 0)
     finally:
         srv.close()
 
@@ -447,11 +459,12 @@ def test_bodiless_responses_keep_the_connection(ca, origin_factory, proxy_factor
                           b"Connection: close\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 304 ")
         assert get(p, "/plain", method="HEAD")[0] == 200
-    assert direct_requests(p) == 6
+    assert direct_requests(p) == 7
     assert metric(p, "authproxy_upstream_direct_connections_total") == 1
 
 
-def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory):
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "curl"])
+def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory, fast_path):
     release = threading.Event()
 
     def answer(c, target):
@@ -463,17 +476,30 @@ def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory):
         return False
     srv = raw_origin(answer)
     try:
-        cfg = plain_route(base_config(ca, srv.port), srv.port)
+        cfg = plain_route(base_config(ca, srv.port, upstream_fast_path=fast_path), srv.port)
         cfg["limits"]["body_timeout_ms"] = 500
         p = proxy_factory(cfg)
-        for _ in range(2):  # through curl (first contact), then the fast path
-            start = time.monotonic()
-            out = raw(p.port, b"GET http://api.example.com/stall HTTP/1.1\r\nHost: a\r\n\r\n",
-                      timeout=10)
-            assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"partial")
-            assert time.monotonic() - start < 8
-            assert get(p, "/ok")[2] == b"ok"
-        assert metric(p, "authproxy_upstream_direct_requests_total") >= 2
+        start = time.monotonic()
+        out = raw(p.port, b"GET http://api.example.com/stall HTTP/1.1\r\nHost: a\r\n\r\n",
+                  timeout=10)
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"partial")
+        assert time.monotonic() - start < 8  # cut off, not left hanging
+        assert get(p, "/ok")[2] == b"ok"
+        assert direct_requests(p) == (1 if fast_path else 0)
     finally:
         release.set()
         srv.close()
+
+
+def test_fast_path_learns_from_curl_when_the_address_needs_dns(ca, origin_factory, proxy_factory):
+    # connect_to to a host name (or no connect_to at all) needs a DNS lookup: curl makes the
+    # first contact, and the fast path uses the address it connected to for what follows.
+    o = origin_factory(echo_handler)
+    cfg = base_config(ca, o.port)
+    cfg["connect_to"] = {"api.example.com:443": "localhost:%d" % o.port}
+    p = proxy_factory(cfg)
+    for i in range(4):
+        assert get(p, "/n/%d" % i)[0] == 200
+    assert direct_requests(p) == 3
+    assert metric(p, "authproxy_upstream_direct_connections_total") == 1
+    assert len({r.conn_id for r in o.requests}) == 2  # curl's, then the fast path's

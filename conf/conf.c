@@ -278,6 +278,11 @@ void
 ap_conf_hostport(char *dst, size_t n, const char *host, int port)
 {
     bool v6 = strchr(host, ':') != NULL;
+    /* One spelling per IPv6 address ("[0:0::1]" is "[::1]"), as curl matches connect_to. */
+    unsigned char a[16];
+    char canon[INET6_ADDRSTRLEN];
+    if (v6 && inet_pton(AF_INET6, host, a) == 1 && inet_ntop(AF_INET6, a, canon, sizeof(canon)))
+        host = canon;
     ap_fmt_trunc(dst, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 

@@ -221,8 +221,9 @@ ap_rc_t ap_conf_parse_url(const char *url, bool *tls, char **host, int *port, ch
 /* Sets c->limits to the defaults above (for snapshots built by hand, e.g. in tests). */
 void ap_conf_default_limits(ap_conf_t *c);
 
-/* The canonical "host:port" of connect_to keys and values: IPv6 literals in brackets
- * ("[::1]:443"). Truncated to n - 1 bytes (hosts are at most 255). */
+/* The canonical "host:port" of connect_to keys and values: IPv6 literals in brackets and in
+ * their shortest form ("[0:0::1]" gives "[::1]:443"). Truncated to n - 1 bytes (hosts are at
+ * most 255). */
 void ap_conf_hostport(char *dst, size_t n, const char *host, int port);
 
 /* Field lookup on a credential: value or NULL. */

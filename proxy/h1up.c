@@ -62,10 +62,11 @@ typedef struct origin_s {
     bool tls;
     struct sockaddr_storage addr; /* where curl connected (connect_to and DNS applied) */
     socklen_t addrlen;
-    uint64_t learned_ms; /* 0: not usable for new connections */
-    bool fixed;          /* address known without DNS (connect_to to an IP, an IP literal) */
-    uint64_t h2_until;   /* the origin speaks HTTP/2 (curl's) until then */
-    ap_list_t idle;      /* ap_h1conn_t, most recently used last */
+    uint64_t learned_ms;     /* 0: not usable for new connections */
+    bool fixed;              /* address known without DNS (connect_to to an IP, an IP literal) */
+    uint64_t fixed_retry_ms; /* after a failed new connection: curl's until then */
+    uint64_t h2_until;       /* the origin speaks HTTP/2 (curl's) until then */
+    ap_list_t idle;          /* ap_h1conn_t, most recently used last */
     size_t nidle;
     size_t nconns;     /* live connections pointing here (idle or busy) */
     SSL_SESSION *sess; /* owned: the latest session ticket, for resumption on new connections */
@@ -323,8 +324,10 @@ static void
 k_fallback(ap_h1conn_t *k, const char *why)
 {
     if (k->uses == 0 && k->o != NULL) {
-        k->o->learned_ms = 0; /* a new connection failed: ask curl before trying again */
-        k->o->fixed = false;
+        /* A new connection failed: curl's (which reports the error) until it succeeds or for
+         * one learning period. */
+        k->o->learned_ms = 0;
+        k->o->fixed_retry_ms = ap_now_mono_ms() + LEARN_TTL_MS;
     }
     ap_log_debug("upstream fast path: %s on %s connection to %s; retrying through curl", why,
                  k->uses ? "a reused" : "a new", k->o ? k->o->key : "-");
@@ -736,7 +739,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     if (k->state == K_CONNECTING || k->state == K_HANDSHAKE) {
         if (k->o != NULL) {
             k->o->learned_ms = 0;
-            k->o->fixed = false;
+            k->o->fixed_retry_ms = ap_now_mono_ms() + LEARN_TTL_MS;
         }
         ap_req_t *r = k_drop(k);
         if (r != NULL)
@@ -861,7 +864,8 @@ origin_room(ap_h1up_t *u)
     while (n != &u->origins && u->norigins >= MAX_ORIGINS) {
         origin_t *o = ap_container_of(n, origin_t, link);
         n = n->next;
-        if (o->nconns == 0 && (o->learned_ms == 0 || now - o->learned_ms > LEARN_TTL_MS)) {
+        if (o->nconns == 0 && (o->learned_ms == 0 || now - o->learned_ms > LEARN_TTL_MS) &&
+            o->h2_until <= now && o->fixed_retry_ms <= now) {
             ap_list_remove(&o->link);
             origin_free(o);
             u->norigins--;
@@ -907,6 +911,27 @@ ip_sockaddr(const char *addr, size_t len, long port, struct sockaddr_storage *ss
     return false;
 }
 
+/* The origin's address when it needs no DNS: connect_to maps it to an IP literal (as curl
+ * would connect), or the host is one. false otherwise: curl goes first and the address is
+ * learned from it. */
+static bool
+static_addr(const ap_h1up_t *u, const url_parts_t *p, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    char host[260], hp[300];
+    snprintf(host, sizeof(host), "%.*s", (int)p->host_len, p->host);
+    ap_ascii_lower(host);
+    ap_conf_hostport(hp, sizeof(hp), host, p->port);
+    for (size_t i = 0; i < u->nct; i++) {
+        if (strcmp(u->ct[2 * i], hp) != 0)
+            continue;
+        const char *to = u->ct[2 * i + 1];
+        const char *colon = strrchr(to, ':');
+        return colon != NULL &&
+               ip_sockaddr(to, (size_t)(colon - to), strtol(colon + 1, NULL, 10), ss, sl);
+    }
+    return ip_sockaddr(host, strlen(host), p->port, ss, sl);
+}
+
 static origin_t *
 origin_new(ap_h1up_t *u, const url_parts_t *p, const char *key)
 {
@@ -926,43 +951,10 @@ origin_new(ap_h1up_t *u, const url_parts_t *p, const char *key)
     size_t tl = strlen(o->tls_name);
     if (tl > 1 && o->tls_name[tl - 1] == '.')
         o->tls_name[tl - 1] = '\0';
+    o->fixed = static_addr(u, p, &o->addr, &o->addrlen);
     ap_list_init(&o->idle);
     ap_list_insert_tail(&u->origins, &o->link);
     u->norigins++;
-    return o;
-}
-
-/* An origin whose address needs no DNS: connect_to maps it to an IP literal (as curl would
- * connect), or the host is one. NULL otherwise: curl goes first and the address is learned. */
-static origin_t *
-origin_static(ap_h1up_t *u, const url_parts_t *p, const char *key)
-{
-    char host[260], hp[300];
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    snprintf(host, sizeof(host), "%.*s", (int)p->host_len, p->host);
-    ap_ascii_lower(host);
-    ap_conf_hostport(hp, sizeof(hp), host, p->port);
-    const char *to = NULL;
-    for (size_t i = 0; i < u->nct; i++)
-        if (strcmp(u->ct[2 * i], hp) == 0)
-            to = u->ct[2 * i + 1];
-    bool ok;
-    if (to != NULL) {
-        const char *colon = strrchr(to, ':');
-        ok = colon != NULL &&
-             ip_sockaddr(to, (size_t)(colon - to), strtol(colon + 1, NULL, 10), &ss, &sl);
-    } else {
-        ok = ip_sockaddr(host, strlen(host), p->port, &ss, &sl);
-    }
-    if (!ok)
-        return NULL;
-    origin_t *o = origin_new(u, p, key);
-    if (o == NULL)
-        return NULL;
-    o->addr = ss;
-    o->addrlen = sl;
-    o->fixed = true;
     return o;
 }
 
@@ -993,10 +985,14 @@ ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
     }
     if (version != CURL_HTTP_VERSION_1_1)
         return; /* HTTP/1.0: curl's to serve */
-    o->h2_until = 0;
-    o->addr = ss;
-    o->addrlen = sl;
+    /* h2_until is left to expire: an origin that picked h2 on our connection is not probed
+     * again before then, whatever curl's own (older) connections speak. */
+    if (!o->fixed) {
+        o->addr = ss;
+        o->addrlen = sl;
+    }
     o->learned_ms = ap_now_mono_ms();
+    o->fixed_retry_ms = 0; /* curl just succeeded: the fast path may try again */
 }
 
 /* --- Requests -------------------------------------------------------------------------------- */
@@ -1022,8 +1018,12 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
         return AP_AGAIN;
     make_key(key, sizeof(key), &p);
     origin_t *o = find_origin(u, key);
-    if (o == NULL && (o = origin_static(u, &p, key)) == NULL)
-        return AP_AGAIN;
+    if (o == NULL) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (!static_addr(u, &p, &ss, &sl) || (o = origin_new(u, &p, key)) == NULL)
+            return AP_AGAIN;
+    }
     uint64_t now = ap_now_mono_ms();
     if (o->h2_until > now)
         return AP_AGAIN;
@@ -1042,7 +1042,9 @@ ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
         k->state = K_BUSY;
     }
     if (k == NULL) {
-        if (!o->fixed && (o->learned_ms == 0 || now - o->learned_ms > LEARN_TTL_MS))
+        bool fixed_ok = o->fixed && now >= o->fixed_retry_ms;
+        bool learned_ok = o->learned_ms != 0 && now - o->learned_ms <= LEARN_TTL_MS;
+        if (!fixed_ok && !learned_ok)
             return AP_AGAIN;
         k = k_connect(u, o);
         if (k == NULL)
@@ -1178,9 +1180,13 @@ ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
     int ok = cafile || capath ? SSL_CTX_load_verify_locations(ctx, cafile, capath)
                               : SSL_CTX_set_default_verify_paths(ctx);
     X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx), X509_V_FLAG_PARTIAL_CHAIN);
-    /* h2 is offered so that an HTTP/2 origin says so at once (and goes to curl). */
-    static const unsigned char alpn[] = "\x02h2\x08http/1.1";
-    if (ok != 1 || SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
+    /* h2 is offered (when curl can speak it) so that an HTTP/2 origin says so at once and goes
+     * to curl, which multiplexes. */
+    static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1", alpn_h1[] = "\x08http/1.1";
+    bool h2 = (cv->features & CURL_VERSION_HTTP2) != 0;
+    const unsigned char *alpn = h2 ? alpn_h2 : alpn_h1;
+    unsigned alpn_len = h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1;
+    if (ok != 1 || SSL_CTX_set_alpn_protos(ctx, alpn, alpn_len) != 0) {
         ap_log_warn("upstream fast path off: cannot load the CA bundle%s%s", c->ca_file ? " " : "",
                     c->ca_file ? c->ca_file : "");
         SSL_CTX_free(ctx);

@@ -503,3 +503,35 @@ def test_fast_path_learns_from_curl_when_the_address_needs_dns(ca, origin_factor
     assert direct_requests(p) == 3
     assert metric(p, "authproxy_upstream_direct_connections_total") == 1
     assert len({r.conn_id for r in o.requests}) == 2  # curl's, then the fast path's
+
+
+def test_connect_to_matches_any_spelling_of_an_ipv6_address(ca, proxy_factory):
+    # connect_to "[::1]:P" must also catch "http://[0:0:0:0:0:0:0:1]:P/" (curl shortens the
+    # address before matching): the fast path must not connect to [::1]:P itself.
+    right = raw_origin(lambda c, target: c.sendall(ok(b"right")))
+    wrong = socket.socket(socket.AF_INET6)
+    wrong.bind(("::1", 0))
+    wrong.listen(8)
+    port = wrong.getsockname()[1]
+
+    def serve_wrong():
+        while True:
+            try:
+                c, _ = wrong.accept()
+            except OSError:
+                return
+            c.sendall(ok(b"wrong"))
+            c.close()
+    threading.Thread(target=serve_wrong, daemon=True).start()
+    try:
+        for fast_path in (True, False):
+            cfg = base_config(ca, right.port, upstream_fast_path=fast_path, unmatched="forward")
+            cfg["connect_to"] = {"[::1]:%d" % port: "127.0.0.1:%d" % right.port}
+            p = proxy_factory(cfg)
+            for _ in range(2):
+                with urlopen_via(p.proxy_url, "http://[0:0:0:0:0:0:0:1]:%d/x" % port) as r:
+                    assert r.read() == b"right"
+            assert direct_requests(p) == (2 if fast_path else 0)
+    finally:
+        wrong.close()
+        right.close()

@@ -11,6 +11,14 @@ from support.origin import Origin  # noqa: E402
 from support.proxy import AuthProxy  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_all_origins():
+    # After the last test (and its proxies) every origin and mock provider is stopped, so the
+    # interpreter never exits with server threads still inside ssl calls.
+    yield
+    Origin.close_all()
+
+
 @pytest.fixture(scope="session")
 def ca():
     return TestCA(tempfile.mkdtemp(prefix="authproxy-ca-"))

@@ -60,7 +60,15 @@ def read_chunked(rfile):
 
 
 class Origin:
+    # Every origin ever started, so the session can stop them all (close_all) before the
+    # interpreter exits: daemon threads still inside ssl calls during interpreter shutdown can
+    # crash it.
+    _all = []
+
     def __init__(self, handler, tls=None, stream_body=False):
+        Origin._all.append(self)
+        self._closed = False
+        self._live = {}  # handler thread -> its socket
         self.handler = handler
         self.requests = []
         self.connections = 0
@@ -72,6 +80,7 @@ class Origin:
         class H(socketserver.StreamRequestHandler):
             def handle(self):
                 with origin._lock:
+                    origin._live[threading.current_thread()] = self.request
                     origin.connections += 1
                     cid = origin.connections
                     # TLS: did the client resume an earlier session (abbreviated handshake)?
@@ -81,6 +90,9 @@ class Origin:
                         pass
                 except (ConnectionError, ssl.SSLError, OSError, ValueError):
                     pass
+                finally:
+                    with origin._lock:
+                        origin._live.pop(threading.current_thread(), None)
 
         class S(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -148,8 +160,28 @@ class Origin:
         return keep
 
     def close(self):
+        """Stops accepting, ends every open connection and waits (boundedly) for the handler
+        threads, so none is left inside the ssl module."""
+        if self._closed:
+            return
+        self._closed = True
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            live = list(self._live.items())
+        for _, sock in live:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t, _ in live:
+            t.join(2)
+
+    @classmethod
+    def close_all(cls):
+        for o in reversed(cls._all):
+            o.close()
+        cls._all.clear()
 
 
 def echo_handler(req):

@@ -286,6 +286,35 @@ ap_conf_hostport(char *dst, size_t n, const char *host, int port)
     ap_fmt_trunc(dst, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
+void
+ap_conf_connect_to(const ap_conf_t *c, const char *host, int port, char *out_host, size_t hlen,
+                   int *out_port)
+{
+    char key[300];
+    ap_conf_hostport(key, sizeof(key), host, port);
+    snprintf(out_host, hlen, "%s", host);
+    *out_port = port;
+    for (size_t i = 0; i < c->nconnect_to; i++) {
+        if (strcmp(c->connect_to[i].from, key) != 0)
+            continue;
+        const char *to = c->connect_to[i].to;
+        const char *colon = strrchr(to, ':');
+        if (colon == NULL)
+            return;
+        size_t n = (size_t)(colon - to);
+        if (n > 1 && to[0] == '[' && to[n - 1] == ']') {
+            to++;
+            n -= 2;
+        }
+        if (n >= hlen)
+            return;
+        memcpy(out_host, to, n);
+        out_host[n] = '\0';
+        *out_port = (int)strtol(colon + 1, NULL, 10);
+        return;
+    }
+}
+
 static void
 parse_connect_to(ap_conf__ctx_t *x, const cJSON *j, ap_conf_t *c)
 {

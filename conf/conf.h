@@ -226,6 +226,12 @@ void ap_conf_default_limits(ap_conf_t *c);
  * most 255). */
 void ap_conf_hostport(char *dst, size_t n, const char *host, int port);
 
+/* connect_to applied to host:port (curl's --connect-to): where to connect instead, brackets
+ * removed from an IPv6 address; host and port unchanged when no entry matches (or the address
+ * would not fit in hlen). */
+void ap_conf_connect_to(const ap_conf_t *c, const char *host, int port, char *out_host, size_t hlen,
+                        int *out_port);
+
 /* Field lookup on a credential: value or NULL. */
 const char *ap_cred_conf_get(const ap_cred_conf_t *c, const char *field);
 const ap_cred_conf_t *ap_conf_find_cred(const ap_conf_t *c, const char *name);

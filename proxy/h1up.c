@@ -55,8 +55,10 @@
 
 typedef struct origin_s {
     ap_list_t link; /* on u->origins */
-    char *key;      /* "https://host:port", host lowercase */
-    char *host;     /* without brackets */
+    char *key;      /* "https://host:port", host lowercase: for logs */
+    char *host;     /* lowercase, without brackets */
+    size_t host_len;
+    int port;
     char *tls_name; /* SNI and certificate name: host without a trailing dot, as curl does */
     char *host_hdr; /* Host header value: host[:port], port omitted when the default */
     bool tls;
@@ -109,8 +111,7 @@ struct ap_h1up_s {
     ap_list_t dead;
     struct event *reaper; /* owned */
     unsigned gen;         /* configure generation: what curl learned before a reload is stale */
-    char **ct;            /* owned: connect_to as "from", "to" pairs (canonical host:port) */
-    size_t nct;
+    ap_conf_t *conf;      /* owned ref: connect_to for addresses known without DNS */
     ap_h1up_stats_t st;
 };
 
@@ -308,6 +309,17 @@ k_write(ap_h1conn_t *k, const char *buf, size_t len, size_t *put)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? IO_WANT_WRITE : IO_ERR;
 }
 
+/* The request is written: its bytes (the token among them) are wiped, the buffer kept for the
+ * next request on this connection. */
+static void
+out_wipe(ap_h1conn_t *k)
+{
+    if (k->out.data != NULL)
+        ap_wipe(k->out.data, k->out.len);
+    ap_buf_reset(&k->out);
+    k->out_off = 0;
+}
+
 /* --- Request outcome ------------------------------------------------------------------------ */
 
 /* Detaches the request and closes the connection (it cannot carry another request). */
@@ -319,16 +331,23 @@ k_drop(ap_h1conn_t *k)
     return r;
 }
 
+/* A new connection to o failed: curl's (which reports the error) until curl succeeds or for
+ * one learning period. */
+static void
+origin_failed(origin_t *o)
+{
+    if (o == NULL)
+        return;
+    o->learned_ms = 0;
+    o->fixed_retry_ms = ap_now_mono_ms() + LEARN_TTL_MS;
+}
+
 /* No response byte came: hand the request to curl, once. */
 static void
 k_fallback(ap_h1conn_t *k, const char *why)
 {
-    if (k->uses == 0 && k->o != NULL) {
-        /* A new connection failed: curl's (which reports the error) until it succeeds or for
-         * one learning period. */
-        k->o->learned_ms = 0;
-        k->o->fixed_retry_ms = ap_now_mono_ms() + LEARN_TTL_MS;
-    }
+    if (k->uses == 0)
+        origin_failed(k->o);
     ap_log_debug("upstream fast path: %s on %s connection to %s; retrying through curl", why,
                  k->uses ? "a reused" : "a new", k->o ? k->o->key : "-");
     k->u->st.fallbacks++;
@@ -350,10 +369,6 @@ k_broken(ap_h1conn_t *k, const char *why)
         ap_upstream_fail(r, 502, "upstream_error", why);
 }
 
-/* The connection failed before any response byte. Send the request again (through curl, on a
- * fresh connection) only when that is safe: nothing of it was written, or the connection was
- * a reused one (the upstream may have closed it as idle) and the method is idempotent. Anything
- * else answers 502: a proxy must not retry a non-idempotent request (RFC 9112 9.3.1). */
 static bool
 idempotent(const char *m)
 {
@@ -364,6 +379,10 @@ idempotent(const char *m)
     return false;
 }
 
+/* The connection failed before any response byte. Send the request again (through curl, on a
+ * fresh connection) only when that is safe: nothing of it was written, or the connection was
+ * a reused one (the upstream may have closed it as idle) and the method is idempotent. Anything
+ * else answers 502: a proxy must not retry a non-idempotent request (RFC 9112 9.3.1). */
 static void
 k_no_response(ap_h1conn_t *k, const char *why)
 {
@@ -414,8 +433,7 @@ k_complete(ap_h1conn_t *k, bool extra_bytes)
         k->state = K_IDLE;
         k->paused = false;
         k->read_on_write = false;
-        ap_buf_free(&k->out, true);
-        k->out_off = 0;
+        out_wipe(k);
         ap_buf_reset(&k->in);
         event_del(k->wev);
         event_add(k->rev, NULL);
@@ -538,19 +556,15 @@ k_consume(ap_h1conn_t *k, const char *p, size_t n)
         ap_upstream_replay(r);
         return false;
     }
-    /* The head buffer is reused for the next response; take the body bytes out of it first. */
+    /* Body bytes that came with the head. k->in stays valid meanwhile: a next request that
+     * takes this connection (pipelining, inside k_complete) only resets it, and a killed
+     * connection is freed by the reaper, later. */
     size_t rest = k->in.len - k->resp.head_len;
-    ap_buf_t held = k->in;
-    k->in = (ap_buf_t){.max = held.max};
-    bool more = true;
     if (k->resp.body == AP_RESP_LENGTH && k->left == 0) {
         k_complete(k, rest > 0);
-        more = false;
-    } else if (rest > 0) {
-        more = k_body(k, held.data + k->resp.head_len, rest);
+        return false;
     }
-    ap_buf_free(&held, false);
-    return more;
+    return rest == 0 || k_body(k, k->in.data + k->resp.head_len, rest);
 }
 
 /* --- The event callback --------------------------------------------------------------------- */
@@ -588,8 +602,7 @@ k_flush(ap_h1conn_t *k)
     }
     if (!k->read_on_write)
         event_del(k->wev);
-    ap_buf_free(&k->out, true);
-    k->out_off = 0;
+    out_wipe(k);
     return true;
 }
 
@@ -632,6 +645,15 @@ k_read_loop(ap_h1conn_t *k)
     }
 }
 
+/* Connected (and TLS done): the request's own timers take over from the connect timer. */
+static void
+k_ready(ap_h1conn_t *k)
+{
+    k->state = K_BUSY;
+    event_del(k->wev);
+    evtimer_del(k->timer);
+}
+
 static void
 k_handshake(ap_h1conn_t *k)
 {
@@ -648,7 +670,7 @@ k_handshake(ap_h1conn_t *k)
             k_fallback(k, "the upstream chose HTTP/2");
             return;
         }
-        k->state = K_BUSY;
+        k_ready(k);
         return;
     }
     io_t st = ssl_status(k, rc);
@@ -684,17 +706,17 @@ on_io(evutil_socket_t fd, short what, void *arg)
             k_fallback(k, "connect failed");
             return;
         }
-        event_del(k->wev);
-        k->state = k->ssl ? K_HANDSHAKE : K_BUSY;
-        if (k->state == K_BUSY)
-            evtimer_del(k->timer); /* connected: the request's own timers take over */
+        if (k->ssl != NULL) {
+            event_del(k->wev);
+            k->state = K_HANDSHAKE;
+        } else {
+            k_ready(k);
+        }
     }
     if (k->state == K_HANDSHAKE) {
         k_handshake(k);
         if (k->state != K_BUSY)
             return;
-        event_del(k->wev);
-        evtimer_del(k->timer);
     }
     if (k->state == K_IDLE) {
         /* Readable while idle: the upstream closed it (or sent something unasked). A TLS 1.3
@@ -737,10 +759,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (k->state == K_CONNECTING || k->state == K_HANDSHAKE) {
-        if (k->o != NULL) {
-            k->o->learned_ms = 0;
-            k->o->fixed_retry_ms = ap_now_mono_ms() + LEARN_TTL_MS;
-        }
+        origin_failed(k->o);
         ap_req_t *r = k_drop(k);
         if (r != NULL)
             ap_upstream_fail(r, 504, "upstream_timeout", "connecting to the upstream timed out");
@@ -803,23 +822,17 @@ split_url(const char *url, url_parts_t *u)
     if (*end != '/')
         return false; /* the router always builds a path; anything else goes to curl */
     u->target = end;
-    return u->host_len > 0;
+    return u->host_len > 0 && u->host_len <= 255;
 }
 
-static void
-make_key(char *dst, size_t n, const url_parts_t *u)
-{
-    ap_fmt_trunc(dst, n, "%s://%.*s:%d", u->tls ? "https" : "http", (int)u->host_len, u->host,
-                 u->port);
-    ap_ascii_lower(dst);
-}
-
+/* Per request: compared field by field, no key string built. */
 static origin_t *
-find_origin(ap_h1up_t *u, const char *key)
+find_origin(ap_h1up_t *u, const url_parts_t *p)
 {
     for (ap_list_t *n = u->origins.next; n != &u->origins; n = n->next) {
         origin_t *o = ap_container_of(n, origin_t, link);
-        if (strcmp(o->key, key) == 0)
+        if (o->tls == p->tls && o->port == p->port &&
+            ap_memieq(o->host, o->host_len, p->host, p->host_len))
             return o;
     }
     return NULL;
@@ -917,30 +930,25 @@ ip_sockaddr(const char *addr, size_t len, long port, struct sockaddr_storage *ss
 static bool
 static_addr(const ap_h1up_t *u, const url_parts_t *p, struct sockaddr_storage *ss, socklen_t *sl)
 {
-    char host[260], hp[300];
+    char host[260], to[260];
+    int port;
     snprintf(host, sizeof(host), "%.*s", (int)p->host_len, p->host);
     ap_ascii_lower(host);
-    ap_conf_hostport(hp, sizeof(hp), host, p->port);
-    for (size_t i = 0; i < u->nct; i++) {
-        if (strcmp(u->ct[2 * i], hp) != 0)
-            continue;
-        const char *to = u->ct[2 * i + 1];
-        const char *colon = strrchr(to, ':');
-        return colon != NULL &&
-               ip_sockaddr(to, (size_t)(colon - to), strtol(colon + 1, NULL, 10), ss, sl);
-    }
-    return ip_sockaddr(host, strlen(host), p->port, ss, sl);
+    ap_conf_connect_to(u->conf, host, p->port, to, sizeof(to), &port);
+    return ip_sockaddr(to, strlen(to), port, ss, sl);
 }
 
 static origin_t *
-origin_new(ap_h1up_t *u, const url_parts_t *p, const char *key)
+origin_new(ap_h1up_t *u, const url_parts_t *p)
 {
     if (!origin_room(u))
         return NULL;
     origin_t *o = ap_xcalloc(1, sizeof(*o));
-    o->key = ap_xstrdup(key);
-    o->host = ap_xasprintf("%.*s", (int)p->host_len, p->host);
+    o->host = ap_xstrndup(p->host, p->host_len);
+    o->host_len = p->host_len;
+    o->port = p->port;
     ap_ascii_lower(o->host);
+    o->key = ap_xasprintf("%s://%s:%d", p->tls ? "https" : "http", o->host, p->port);
     bool v6 = memchr(p->host, ':', p->host_len) != NULL;
     bool default_port = p->port == (p->tls ? 443 : 80);
     o->host_hdr = default_port
@@ -962,11 +970,9 @@ void
 ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
 {
     url_parts_t p;
-    char key[300];
-    if (u == NULL || !u->enabled || gen != u->gen || !split_url(url, &p) || p.host_len > 255)
+    if (u == NULL || !u->enabled || gen != u->gen || !split_url(url, &p))
         return;
-    make_key(key, sizeof(key), &p);
-    origin_t *o = find_origin(u, key);
+    origin_t *o = find_origin(u, &p);
     long version = 0;
     char *ip = NULL;
     long port = 0;
@@ -977,7 +983,7 @@ ap_h1up_learn(ap_h1up_t *u, unsigned gen, const char *url, CURL *easy)
         curl_easy_getinfo(easy, CURLINFO_PRIMARY_PORT, &port) != CURLE_OK || ip == NULL ||
         !ip_sockaddr(ip, strlen(ip), port, &ss, &sl))
         return;
-    if (o == NULL && (o = origin_new(u, &p, key)) == NULL)
+    if (o == NULL && (o = origin_new(u, &p)) == NULL)
         return;
     if (version == CURL_HTTP_VERSION_2_0) {
         o->h2_until = ap_now_mono_ms() + LEARN_TTL_MS; /* curl multiplexes it */
@@ -1009,21 +1015,15 @@ ap_rc_t
 ap_h1up_start(ap_h1up_t *u, ap_req_t *r)
 {
     url_parts_t p;
-    char key[300];
     if (u == NULL || !u->enabled || !r->keep_body || r->h1_refused)
         return AP_AGAIN;
     if (r->body_kind != AP_BODY_NONE && r->body_kind != AP_BODY_LENGTH)
         return AP_AGAIN;
-    if (!split_url(r->url, &p) || p.host_len > 255)
+    if (!split_url(r->url, &p))
         return AP_AGAIN;
-    make_key(key, sizeof(key), &p);
-    origin_t *o = find_origin(u, key);
-    if (o == NULL) {
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        if (!static_addr(u, &p, &ss, &sl) || (o = origin_new(u, &p, key)) == NULL)
-            return AP_AGAIN;
-    }
+    origin_t *o = find_origin(u, &p);
+    if (o == NULL && (o = origin_new(u, &p)) == NULL)
+        return AP_AGAIN;
     uint64_t now = ap_now_mono_ms();
     if (o->h2_until > now)
         return AP_AGAIN;
@@ -1147,19 +1147,12 @@ ap_h1up_new(struct event_base *base)
 }
 
 void
-ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c)
+ap_h1up_configure(ap_h1up_t *u, ap_conf_t *c)
 {
     reset_origins(u);
     u->gen++;
-    for (size_t i = 0; i < 2 * u->nct; i++)
-        free(u->ct[i]);
-    free(u->ct);
-    u->nct = c->nconnect_to;
-    u->ct = ap_xcalloc(2 * u->nct + 1, sizeof(char *));
-    for (size_t i = 0; i < u->nct; i++) {
-        u->ct[2 * i] = ap_xstrdup(c->connect_to[i].from);
-        u->ct[2 * i + 1] = ap_xstrdup(c->connect_to[i].to);
-    }
+    ap_conf_unref(u->conf);
+    u->conf = ap_conf_ref(c);
     if (u->ctx != NULL)
         SSL_CTX_free(u->ctx); /* connections still open keep their own reference */
     u->ctx = NULL;
@@ -1215,9 +1208,7 @@ ap_h1up_free(ap_h1up_t *u)
         k_kill(ap_container_of(u->busy.next, ap_h1conn_t, link));
     on_reap(-1, 0, u);
     event_free(u->reaper);
-    for (size_t i = 0; i < 2 * u->nct; i++)
-        free(u->ct[i]);
-    free(u->ct);
+    ap_conf_unref(u->conf);
     if (u->ctx != NULL)
         SSL_CTX_free(u->ctx);
     free(u);

@@ -12,7 +12,7 @@ ap_h1up_t *ap_h1up_new(struct event_base *base) AP_COLD;
 void ap_h1up_free(ap_h1up_t *u) AP_COLD;
 /* At start and on every reload: TLS settings from `c`, learned origins and idle connections
  * dropped (connect_to or the CA may have changed). Off when an outbound proxy is configured. */
-void ap_h1up_configure(ap_h1up_t *u, const ap_conf_t *c) AP_COLD;
+void ap_h1up_configure(ap_h1up_t *u, ap_conf_t *c) AP_COLD;
 /* After curl completed a transfer for `url` that started under configure generation `gen`:
  * remember where an HTTP/1.1 origin lives (nothing if a reload came in between). */
 unsigned ap_h1up_generation(const ap_h1up_t *u);

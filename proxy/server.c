@@ -54,7 +54,7 @@ apply_conf(ap_server_t *s)
     s->curl_opts.connect_to = s->connect_to;
     s->curl_opts.outbound_proxy = c->outbound_proxy;
     s->curl_opts.connect_timeout_ms = (long)c->limits.connect_timeout_ms;
-    ap_h1up_configure(s->h1up, c);
+    ap_h1up_configure(s->h1up, s->conf); /* takes its own reference */
     ap_log_level_t lvl;
     if (c->log_level && ap_log_parse_level(c->log_level, &lvl) == AP_OK)
         ap_log_set_level(lvl);

@@ -178,36 +178,6 @@ on_idle(evutil_socket_t fd, short what, void *arg)
     finish(arg, "tunnel idle timeout");
 }
 
-/* connect_to applies to tunnels as to curl: "host:port" -> "addr:port". */
-static void
-map_connect_to(const ap_conf_t *conf, const char *host, int port, char *out_host, size_t hlen,
-               int *out_port)
-{
-    char key[300];
-    ap_conf_hostport(key, sizeof(key), host, port);
-    snprintf(out_host, hlen, "%s", host);
-    *out_port = port;
-    for (size_t i = 0; i < conf->nconnect_to; i++) {
-        if (strcmp(conf->connect_to[i].from, key) != 0)
-            continue;
-        const char *to = conf->connect_to[i].to;
-        const char *colon = strrchr(to, ':');
-        if (colon == NULL)
-            return;
-        size_t n = (size_t)(colon - to);
-        if (n > 1 && to[0] == '[' && to[n - 1] == ']') {
-            to++;
-            n -= 2;
-        }
-        if (n >= hlen)
-            return;
-        memcpy(out_host, to, n);
-        out_host[n] = '\0';
-        *out_port = (int)strtol(colon + 1, NULL, 10);
-        return;
-    }
-}
-
 void
 ap_tunnel_start(ap_req_t *r, const char *host, int port)
 {
@@ -229,7 +199,7 @@ ap_tunnel_start(ap_req_t *r, const char *host, int port)
     bufferevent_disable(c->bev, EV_READ);
     char h[256];
     int p;
-    map_connect_to(c->conf, host, port, h, sizeof(h), &p);
+    ap_conf_connect_to(c->conf, host, port, h, sizeof(h), &p); /* as curl does */
     int64_t ms = c->conf->limits.connect_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     bufferevent_set_timeouts(t->up, NULL, NULL);

@@ -411,9 +411,8 @@ ap_upstream_emit(ap_req_t *r, const char *p, size_t len)
         arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
     if (r->h1 != NULL && evbuffer_get_length(out) >= AP_HIGH_WATER) {
         /* The fast path stops reading the upstream until the client drains. */
-        r->paused_recv = true;
+        r->paused_recv = true; /* the timer armed above now times the client */
         bufferevent_setwatermark(r->conn->bev, EV_WRITE, AP_LOW_WATER, 0);
-        arm_ms(r->timer, r->conn->conf->limits.body_timeout_ms);
         ap_h1up_pause(r);
     }
 }

@@ -6,20 +6,11 @@
  * terminal states are sticky.
  */
 #include "chunked.h"
+#include "fuzz_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Byte-by-byte decoding costs a call per byte; fine up to this size. */
 #define BYTEWISE_MAX 65536

@@ -5,25 +5,16 @@
  * same, and any incremental arrival (with prev_len) gives the same answer as one call.
  */
 #include "http1.h"
+#include "fuzz_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* Small enough that the fuzzer reaches the 431 path with default input sizes. */
 #define FUZZ_MAX_HEAD 2048
 /* Byte-by-byte replay is quadratic; only for inputs up to this size. */
 #define BYTEWISE_MAX 1024
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static bool
 in_span(const char *p, size_t len, const char *base, size_t base_len)

@@ -35,7 +35,9 @@ def get(p, path, **kw):
         return r.status, dict(r.headers), r.read()
 
 
-def plain_route(cfg, port):
+def plain_config(ca, port, **overrides):
+    """The base config with one plain-HTTP route to api.example.com on 127.0.0.1:port."""
+    cfg = base_config(ca, port, **overrides)
     cfg["routes"] = [{"host": "api.example.com", "upstream": "http://api.example.com"}]
     cfg["connect_to"] = {"api.example.com:80": "127.0.0.1:%d" % port}
     return cfg
@@ -141,8 +143,7 @@ def test_fast_path_skips_interim_responses(ca, proxy_factory):
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
         b"Link: </s.css>; rel=preload\r\n\r\n" + ok(b"final")))
     try:
-        cfg = plain_route(base_config(ca, srv.port), srv.port)
-        p = proxy_factory(cfg)
+        p = proxy_factory(plain_config(ca, srv.port))
         for _ in range(3):
             status, _, body = get(p, "/x")
             assert status == 200 and body == b"final"
@@ -165,8 +166,7 @@ def test_fast_path_malformed_and_truncated_responses(ca, proxy_factory):
         return False
     srv = raw_origin(answer)
     try:
-        cfg = plain_route(base_config(ca, srv.port), srv.port)
-        p = proxy_factory(cfg)
+        p = proxy_factory(plain_config(ca, srv.port))
         assert get(p, "/warm")[2] == b"ok"
         out = raw(p.port, b"GET http://api.example.com/bad HTTP/1.1\r\nHost: a\r\n"
                           b"Connection: close\r\n\r\n")
@@ -197,8 +197,7 @@ def test_malformed_response_header_lines_are_refused(ca, proxy_factory, fast_pat
             c.sendall(ok())
     srv = raw_origin(answer)
     try:
-        cfg = plain_route(base_config(ca, srv.port, upstream_fast_path=fast_path), srv.port)
-        p = proxy_factory(cfg)
+        p = proxy_factory(plain_config(ca, srv.port, upstream_fast_path=fast_path))
         assert get(p, "/warm")[2] == b"ok"
         for path in bad:
             out = raw(p.port, b"GET http://api.example.com%s HTTP/1.1\r\nHost: a\r\n"
@@ -247,8 +246,7 @@ def test_fast_path_pooled_connection_closed_by_upstream_is_retried(ca, proxy_fac
         return False
     srv = raw_origin(answer)
     try:
-        cfg = plain_route(base_config(ca, srv.port), srv.port)
-        p = proxy_factory(cfg)
+        p = proxy_factory(plain_config(ca, srv.port))
         for _ in range(6):
             status, _, body = get(p, "/x")
             assert status == 200 and body == b"ok"
@@ -356,7 +354,7 @@ def test_stray_bytes_after_a_response_never_answer_the_next_request(ca, proxy_fa
     srv = raw_origin(lambda c, target: c.sendall(
         head + body + ok(b"STRAY") if target == b"/a" else ok(target)))
     try:
-        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
+        p = proxy_factory(plain_config(ca, srv.port))
         assert get(p, "/warm")[2] == b"/warm"
         out = raw(p.port, b"GET http://api.example.com/a HTTP/1.1\r\nHost: a\r\n\r\n"
                           b"GET http://api.example.com/b HTTP/1.1\r\nHost: a\r\n"
@@ -409,7 +407,7 @@ def test_a_post_the_upstream_may_have_processed_is_never_sent_twice(ca, proxy_fa
         c.sendall(ok())
     srv = raw_origin(answer)
     try:
-        p = proxy_factory(plain_route(base_config(ca, srv.port), srv.port))
+        p = proxy_factory(plain_config(ca, srv.port))
         assert get(p, "/warm")[2] == b"ok"
         out = raw(p.port, b"POST http://api.example.com/charge HTTP/1.1\r\nHost: a\r\n"
                           b"Content-Length: 4\r\nConnection: close\r\n\r\n1000")
@@ -437,8 +435,7 @@ def test_content_length_beside_transfer_encoding_is_not_passed_on(ca, proxy_fact
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"b\r\nhello world\r\n0\r\n\r\n"))
     try:
-        cfg = base_config(ca, srv.port, upstream_fast_path=fast_path)
-        p = proxy_factory(plain_route(cfg, srv.port))
+        p = proxy_factory(plain_config(ca, srv.port, upstream_fast_path=fast_path))
         out = raw(p.port, b"GET http://api.example.com/x HTTP/1.1\r\nHost: a\r\n\r\n"
                           b"GET http://api.example.com/y HTTP/1.1\r\nHost: a\r\n"
                           b"Connection: close\r\n\r\n")
@@ -476,7 +473,7 @@ def test_upstream_stalling_mid_body_is_cut_off(ca, proxy_factory, fast_path):
         return False
     srv = raw_origin(answer)
     try:
-        cfg = plain_route(base_config(ca, srv.port, upstream_fast_path=fast_path), srv.port)
+        cfg = plain_config(ca, srv.port, upstream_fast_path=fast_path)
         cfg["limits"]["body_timeout_ms"] = 500
         p = proxy_factory(cfg)
         start = time.monotonic()

@@ -532,3 +532,37 @@ def test_connect_to_matches_any_spelling_of_an_ipv6_address(ca, proxy_factory):
     finally:
         wrong.close()
         right.close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "curl"])
+def test_upstream_connect_timeout_is_504(ca, proxy_factory, fast_path):
+    # A listener whose accept queue is full: the kernel drops further SYNs, so connecting hangs
+    # until authproxy's connect timeout answers 504.
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    try:
+        cfg = base_config(ca, port, upstream_fast_path=fast_path)
+        cfg["limits"]["connect_timeout_ms"] = 300
+        p = proxy_factory(cfg)
+        start = time.monotonic()
+        out = raw(p.port, b"GET http://api.example.com/x HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 504 ")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1])["error"] == "upstream_timeout"
+        assert time.monotonic() - start < 2.5  # the connect timeout, not the response timeout
+        assert metric(p, "authproxy_upstream_direct_connections_total") == (1 if fast_path else 0)
+    finally:
+        for s in fillers:
+            s.close()
+        ls.close()
